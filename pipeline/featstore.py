@@ -1,0 +1,228 @@
+"""The feature store: one HDF5 file per video, the contract between extraction and HAM-Net.
+
+Layout of ``<store>/<video_id>.h5`` (see docs/DESIGN.md of the project brief):
+
+* datasets ``rgb`` and ``flow``: float32, shape (T, D) each, the same T for both
+  (D = 1024 for Kinetics I3D);
+* attributes: ``fps`` (sampling rate, 25), ``frames_per_snippet`` (16), ``n_frames`` (frames
+  after resampling), ``duration`` (seconds of the source), ``source`` (the file it came from),
+  ``video_id``, ``settings`` (a JSON string: extractor settings including checkpoint hashes),
+  ``random_backbone`` (True when features come from an untrained, seeded backbone — such
+  features are not meaningful and every consumer must say so).
+
+Files are written atomically: the data goes to a hidden temporary file in the same
+directory, is flushed to disk, and only then renamed onto the final name. A killed run
+therefore never leaves a file under the final name that looks complete.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import h5py
+import numpy as np
+
+FORMAT_VERSION = 1
+REQUIRED_ATTRS = ("fps", "frames_per_snippet", "n_frames", "duration", "source", "video_id")
+
+
+class FeatureStoreError(ValueError):
+    """A feature file is missing, malformed or inconsistent; the message names the file."""
+
+
+@dataclass
+class VideoFeatures:
+    """Features of one video as read from the store."""
+
+    video_id: str
+    rgb: np.ndarray
+    flow: np.ndarray
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_snippets(self) -> int:
+        return int(self.rgb.shape[0])
+
+    def joint(self) -> np.ndarray:
+        """RGB and flow concatenated per snippet (T x 2D), the input HAM-Net consumes.
+
+        The order (RGB first, then flow) follows the W-TALC joint feature files.
+        """
+        return np.concatenate([self.rgb, self.flow], axis=1)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        raw = self.attrs.get("settings", "{}")
+        return json.loads(raw) if isinstance(raw, str) else dict(raw)
+
+    @property
+    def seconds_per_snippet(self) -> float:
+        return float(self.attrs["frames_per_snippet"]) / float(self.attrs["fps"])
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_video_id(name: str) -> str:
+    """Turn a video file name (without directory) into an id usable as a file name.
+
+    Keeps letters, digits, '.', '_' and '-'; everything else (spaces, slashes, non-ASCII
+    after NFKD folding) becomes '_'. The extension is removed. Leading dots are stripped so
+    that an id can never be '.', '..' or a hidden file, and the result is never empty.
+    Different names can map to the same id: use :func:`assign_video_ids` for a set of files,
+    which detects such collisions and disambiguates them deterministically.
+    """
+    base = Path(name).name
+    stem = Path(base).stem if Path(base).suffix else base
+    folded = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode("ascii")
+    cleaned = _UNSAFE.sub("_", folded).strip("._") or "video"
+    return cleaned[:200]
+
+
+def assign_video_ids(names: list[str]) -> dict[str, str]:
+    """Map each file name to a unique safe id; colliding ids get a short content-free suffix.
+
+    The suffix is derived from the original name (a hash), so the mapping is stable across
+    runs and independent of the order in which files are listed.
+    """
+    import hashlib
+
+    # Group case-insensitively: ids differing only in case collide on macOS/Windows file systems.
+    groups: dict[str, list[str]] = {}
+    for n in sorted(set(names)):
+        groups.setdefault(safe_video_id(n).lower(), []).append(n)
+    out: dict[str, str] = {}
+    for group in groups.values():
+        if len(group) == 1:
+            out[group[0]] = safe_video_id(group[0])
+            continue
+        for n in group:
+            h = hashlib.sha1(n.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+            out[n] = f"{safe_video_id(n)}-{h}"
+    return out
+
+
+def feature_path(store_dir: str | os.PathLike, video_id: str) -> Path:
+    return Path(store_dir) / f"{video_id}.h5"
+
+
+def write_features(
+    path: str | os.PathLike,
+    rgb: np.ndarray,
+    flow: np.ndarray,
+    *,
+    video_id: str,
+    fps: float,
+    frames_per_snippet: int,
+    n_frames: int,
+    duration: float,
+    source: str,
+    settings: Mapping[str, Any] | None = None,
+    random_backbone: bool = False,
+    extra_attrs: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write one video's features atomically; returns the final path."""
+    rgb = np.ascontiguousarray(rgb, dtype=np.float32)
+    flow = np.ascontiguousarray(flow, dtype=np.float32)
+    path = Path(path)
+    if rgb.ndim != 2 or flow.ndim != 2:
+        raise FeatureStoreError(f"{path}: rgb and flow must be 2-D (T x D), got {rgb.shape} and {flow.shape}")
+    if rgb.shape[0] != flow.shape[0]:
+        raise FeatureStoreError(f"{path}: rgb has T={rgb.shape[0]} but flow has T={flow.shape[0]}")
+    if not (np.isfinite(rgb).all() and np.isfinite(flow).all()):
+        raise FeatureStoreError(f"{path}: features contain NaN or inf; refusing to cache them")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("rgb", data=rgb)
+            f.create_dataset("flow", data=flow)
+            attrs = {
+                "format_version": FORMAT_VERSION,
+                "video_id": video_id,
+                "fps": float(fps),
+                "frames_per_snippet": int(frames_per_snippet),
+                "n_frames": int(n_frames),
+                "duration": float(duration),
+                "source": str(source),
+                "settings": json.dumps(dict(settings or {}), sort_keys=True, default=str),
+                "random_backbone": bool(random_backbone),
+            }
+            attrs.update(extra_attrs or {})
+            for k, v in attrs.items():
+                f.attrs[k] = v
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def read_features(path: str | os.PathLike) -> VideoFeatures:
+    """Read one feature file, validating the contract; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FeatureStoreError(f"{path}: no such feature file")
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [k for k in ("rgb", "flow") if k not in f]
+            if missing:
+                raise FeatureStoreError(f"{path}: missing dataset(s) {missing}")
+            rgb = f["rgb"][()]
+            flow = f["flow"][()]
+            attrs = {k: _plain(v) for k, v in f.attrs.items()}
+    except FeatureStoreError:
+        raise
+    except (OSError, KeyError) as e:
+        raise FeatureStoreError(f"{path}: not a readable HDF5 feature file ({e})") from e
+    absent = [k for k in REQUIRED_ATTRS if k not in attrs]
+    if absent:
+        raise FeatureStoreError(f"{path}: missing attribute(s) {absent}")
+    if rgb.ndim != 2 or flow.ndim != 2 or rgb.shape[0] != flow.shape[0]:
+        raise FeatureStoreError(f"{path}: rgb {rgb.shape} and flow {flow.shape} must be T x D with equal T")
+    return VideoFeatures(str(attrs["video_id"]), rgb.astype(np.float32), flow.astype(np.float32), attrs)
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return v.decode("utf-8")
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+class FeatureStore(Mapping[str, np.ndarray]):
+    """A directory of feature files seen as ``video_id -> joint (T x 2D) array``, loaded lazily.
+
+    This is the Mapping HAM-Net training and localization take, so they stay free of h5py.
+    """
+
+    def __init__(self, store_dir: str | os.PathLike, video_ids: list[str] | None = None):
+        self.root = Path(store_dir)
+        if video_ids is None:
+            video_ids = sorted(p.stem for p in self.root.glob("*.h5"))
+        self.video_ids = list(video_ids)
+
+    def __getitem__(self, video_id: str) -> np.ndarray:
+        if video_id not in self.video_ids:
+            raise KeyError(video_id)
+        return read_features(feature_path(self.root, video_id)).joint()
+
+    def record(self, video_id: str) -> VideoFeatures:
+        return read_features(feature_path(self.root, video_id))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.video_ids)
+
+    def __len__(self) -> int:
+        return len(self.video_ids)

@@ -1,0 +1,18 @@
+"""Shared fixtures. Real data lives in ../shared/data beside the checkout (never copied here)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("HAMNET_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path to ../shared/data; tests using it are skipped, with the reason, when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent (set HAMNET_SHARED_DATA to its location)")
+    return SHARED_DATA

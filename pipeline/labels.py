@@ -1,0 +1,91 @@
+"""Video-level labels: the weak supervision HAM-Net trains on.
+
+The simple form is a CSV with a header ``video,label`` and one row per (video, label) pair; a
+video with several actions has several rows. Labels can also be derived from temporal ground
+truth in ActivityNet form (every class that has at least one segment in the video).
+"""
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+
+class LabelsError(ValueError):
+    """A labels file is malformed; the message names the file and the line."""
+
+
+def read_labels_csv(path: str | os.PathLike) -> dict[str, list[str]]:
+    """Read ``video,label`` rows into ``{video: [labels in first-seen order]}``.
+
+    Duplicate rows are merged. A video listed with an empty label is kept with no labels
+    (a background-only video), so it is not silently dropped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise LabelsError(f"{path}: labels file not found")
+    out: dict[str, list[str]] = {}
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None:
+            raise LabelsError(f"{path}: empty file; expected a header 'video,label'")
+        cols = [h.strip().lower() for h in header]
+        if "video" not in cols or "label" not in cols:
+            raise LabelsError(f"{path}: header must contain 'video' and 'label' columns, got {header}")
+        iv, il = cols.index("video"), cols.index("label")
+        for lineno, row in enumerate(reader, start=2):
+            if not row or all(not c.strip() for c in row):
+                continue
+            if len(row) <= max(iv, il):
+                raise LabelsError(f"{path}:{lineno}: expected columns video,label, got {row}")
+            video, label = row[iv].strip(), row[il].strip()
+            if not video:
+                raise LabelsError(f"{path}:{lineno}: empty video name")
+            labels = out.setdefault(video, [])
+            if label and label not in labels:
+                labels.append(label)
+    if not out:
+        raise LabelsError(f"{path}: no rows after the header")
+    return out
+
+
+def write_labels_csv(path: str | os.PathLike, labels: Mapping[str, Sequence[str]]) -> Path:
+    """Write labels atomically, videos sorted; a video with no labels gets one empty-label row."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(["video", "label"])
+            for video in sorted(labels):
+                for label in labels[video] or [""]:
+                    w.writerow([video, label])
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def labels_from_ground_truth(gt: Mapping[str, Any], subset: str | None = None) -> dict[str, list[str]]:
+    """Video-level labels from ActivityNet-form ground truth (optionally one subset)."""
+    out: dict[str, list[str]] = {}
+    for video, entry in gt["database"].items():
+        if subset is not None and entry.get("subset") != subset:
+            continue
+        labels: list[str] = []
+        for ann in entry.get("annotations", []):
+            if ann["label"] not in labels:
+                labels.append(ann["label"])
+        out[video] = sorted(labels)
+    return out
+
+
+def class_list(labels: Mapping[str, Sequence[str]]) -> list[str]:
+    """All classes that occur, sorted (the order of the classifier's outputs)."""
+    return sorted({c for ls in labels.values() for c in ls})

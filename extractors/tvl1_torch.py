@@ -1,0 +1,428 @@
+"""Batched TV-L1 optical flow in PyTorch, following OpenCV's ``cv::optflow::DualTVL1OpticalFlow``.
+
+OpenCV's CPU TV-L1 (the Zach/Pock/Bischof primal-dual scheme in the variant of Sánchez Pérez et
+al., IPOL 2013) is ~90% of feature-extraction time and the pip build has no CUDA. This module
+runs the same algorithm on a batch of frame pairs, on CPU or CUDA, reproducing OpenCV's numerical
+choices so that I3D sees the flow distribution it was trained on:
+
+* pyramid: ``cv::resize(INTER_LINEAR)`` by ``scale_step`` per level, sizes rounded to nearest,
+  half-pixel-centred sampling with the scale ``1/scale_step`` (not ``W/W'``), edge replication;
+  no Gaussian pre-smoothing (OpenCV's tvl1flow.cpp does none); levels smaller than 16 px are
+  dropped; the flow starts at zero on the coarsest level and is carried to the next finer level
+  by the same bilinear resize (scale ``W_coarse/W_fine``) and multiplied by ``1/scale_step``;
+* per level: centred gradient of ``I1`` (one-sided *half* differences on the border rows and
+  columns, as OpenCV writes them), then ``warps`` times: ``remap(INTER_CUBIC, BORDER_CONSTANT=0)``
+  of ``I1`` and of its gradients at ``x + u`` (exact float positions as in OpenCV 5, cubic
+  kernel A = -0.75, taps outside the image read as 0); the dual variables are reset only once
+  per level;
+* per warp: up to ``outer_iterations`` × ``inner_iterations`` iterations, each one thresholding
+  step (v), divergence of p (backward differences, zero outside), primal step (u), forward
+  gradient (zero on the last row/column) and dual step; the loop stops as soon as the summed
+  squared update of u is <= ``epsilon² · H·W`` (checked after every iteration, as OpenCV does);
+* a 5×5 median filter (edge replication) of u at the start of every outer iteration.
+
+Batching: each pair keeps its own stopping state. A pair that has converged in the current warp is
+frozen (its u and p are no longer updated), so every pair gets exactly the iterations it would get
+alone; converged pairs are dropped from the working batch when the active share falls, and
+the device→host sync for "are all converged?" happens only every ``check_every`` iterations.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["tvl1_flow_batch", "pyramid_sizes", "resolve_device", "OPENCV_DEFAULTS"]
+
+# OpenCV's DualTVL1OpticalFlow defaults (tvl1flow.cpp constructor).
+OPENCV_DEFAULTS = dict(
+    tau=0.25,
+    lambda_=0.15,
+    theta=0.3,
+    nscales=5,
+    warps=5,
+    epsilon=0.01,
+    inner_iterations=30,
+    outer_iterations=10,
+    scale_step=0.8,
+    gamma=0.0,
+    median_filtering=5,
+)
+_PARAM_NAMES = tuple(OPENCV_DEFAULTS)
+
+_MIN_LEVEL_SIZE = 16  # tvl1flow.cpp stops building the pyramid below 16 px
+_FLT_EPSILON = float(np.finfo(np.float32).eps)
+
+
+@dataclass(frozen=True)
+class _Params:
+    tau: float
+    lambda_: float
+    theta: float
+    nscales: int
+    warps: int
+    epsilon: float
+    inner_iterations: int
+    outer_iterations: int
+    scale_step: float
+    gamma: float
+    median_filtering: int
+
+
+def _resolve_params(params: Any) -> _Params:
+    """Read the TV-L1 fields from ``params`` (a ``TVL1Params`` or anything with those attributes);
+    ``None`` means OpenCV's defaults."""
+    if params is None:
+        return _Params(**OPENCV_DEFAULTS)
+    missing = [n for n in _PARAM_NAMES if not hasattr(params, n)]
+    if missing:
+        raise TypeError(f"TV-L1 params object {type(params).__name__} lacks field(s) {', '.join(missing)}")
+    p = _Params(**{n: getattr(params, n) for n in _PARAM_NAMES})
+    if p.gamma != 0:
+        raise ValueError(f"tvl1.gamma={p.gamma}: only gamma=0 (no illumination term) is implemented")
+    if not 0 < p.scale_step < 1:
+        raise ValueError(f"tvl1.scale_step={p.scale_step} must be in (0, 1)")
+    for name in ("nscales", "warps", "inner_iterations", "outer_iterations"):
+        if int(getattr(p, name)) < 1:
+            raise ValueError(f"tvl1.{name}={getattr(p, name)} must be >= 1")
+    if p.median_filtering not in (0, 1, 3, 5):
+        # OpenCV's float medianBlur supports only 3 and 5; <= 1 disables the filter.
+        raise ValueError(f"tvl1.median_filtering={p.median_filtering} must be 0, 1, 3 or 5")
+    if p.tau <= 0 or p.theta <= 0 or p.lambda_ <= 0 or p.epsilon < 0:
+        raise ValueError(f"tvl1 tau/theta/lambda_ must be > 0 and epsilon >= 0, got {p}")
+    return p
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    return dev
+
+
+# --------------------------------------------------------------------------------------------
+# pyramid (cv::resize INTER_LINEAR on float images)
+
+
+def pyramid_sizes(height: int, width: int, nscales: int, scale_step: float) -> list[tuple[int, int]]:
+    """(H, W) of each pyramid level, finest first, as OpenCV builds them (cvRound of size·step,
+    stop below 16 px)."""
+    sizes = [(height, width)]
+    for _ in range(1, nscales):
+        h, w = sizes[-1]
+        # saturate_cast<int>(double) is cvRound: round half to even
+        nh, nw = int(np.rint(h * scale_step)), int(np.rint(w * scale_step))
+        if nh < _MIN_LEVEL_SIZE or nw < _MIN_LEVEL_SIZE:
+            break
+        sizes.append((nh, nw))
+    return sizes
+
+
+def _linear_resize_matrix(src: int, dst: int, scale: float) -> np.ndarray:
+    """[dst, src] float32 matrix of cv::resize INTER_LINEAR weights along one axis, with
+    ``scale`` = source pixels per destination pixel."""
+    m = np.zeros((dst, src), np.float32)
+    for d in range(dst):
+        f = np.float32((d + 0.5) * scale - 0.5)  # OpenCV computes this in double, stores float
+        s = int(np.floor(f))
+        f = np.float32(f - np.float32(s))
+        if s < 0:
+            s, f = 0, np.float32(0)
+        if s >= src - 1:
+            s, f = src - 1, np.float32(0)
+        m[d, s] += np.float32(1) - f
+        if f != 0:
+            m[d, s + 1] += f
+    return m
+
+
+def _resize(img: torch.Tensor, out_hw: tuple[int, int], scale_yx: tuple[float, float]) -> torch.Tensor:
+    """Bilinear resize of [..., H, W] like cv::resize; separable, as two small matmuls."""
+    h, w = img.shape[-2:]
+    ry = torch.from_numpy(_linear_resize_matrix(h, out_hw[0], scale_yx[0])).to(img.device)
+    rx = torch.from_numpy(_linear_resize_matrix(w, out_hw[1], scale_yx[1])).to(img.device)
+    # Horizontal pass first, as OpenCV does (matters only at rounding level).
+    return ry @ (img @ rx.T)
+
+
+# --------------------------------------------------------------------------------------------
+# finite differences with OpenCV's border conventions
+
+
+def _centered_gradient(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """0.5·(central difference); on the border rows/columns 0.5·(one-sided difference)."""
+    dx = torch.empty_like(img)
+    dy = torch.empty_like(img)
+    dx[..., :, 1:-1] = 0.5 * (img[..., :, 2:] - img[..., :, :-2])
+    dx[..., :, 0] = 0.5 * (img[..., :, 1] - img[..., :, 0])
+    dx[..., :, -1] = 0.5 * (img[..., :, -1] - img[..., :, -2])
+    dy[..., 1:-1, :] = 0.5 * (img[..., 2:, :] - img[..., :-2, :])
+    dy[..., 0, :] = 0.5 * (img[..., 1, :] - img[..., 0, :])
+    dy[..., -1, :] = 0.5 * (img[..., -1, :] - img[..., -2, :])
+    return dx, dy
+
+
+def _forward_gradient(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward differences, zero on the last column (x) / last row (y)."""
+    ux = F.pad(u[..., :, 1:] - u[..., :, :-1], (0, 1))
+    uy = F.pad(u[..., 1:, :] - u[..., :-1, :], (0, 0, 0, 1))
+    return ux, uy
+
+
+def _divergence(px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
+    """Backward-difference divergence with p taken as zero left of / above the image."""
+    dpx = px - F.pad(px[..., :, :-1], (1, 0))
+    dpy = py - F.pad(py[..., :-1, :], (0, 0, 1, 0))
+    return dpx + dpy
+
+
+# --------------------------------------------------------------------------------------------
+# cv::remap(INTER_CUBIC, BORDER_CONSTANT 0) with float maps
+
+
+def _cubic_weights(t: torch.Tensor) -> torch.Tensor:
+    """[..., 4] cubic convolution weights (A = -0.75, OpenCV's interpolateCubic) for offsets t."""
+    a = -0.75
+    t1 = t + 1.0
+    s = 1.0 - t
+    c0 = ((a * t1 - 5.0 * a) * t1 + 8.0 * a) * t1 - 4.0 * a
+    c1 = ((a + 2.0) * t - (a + 3.0)) * t * t + 1.0
+    c2 = ((a + 2.0) * s - (a + 3.0)) * s * s + 1.0
+    return torch.stack([c0, c1, c2, 1.0 - c0 - c1 - c2], -1)
+
+
+def _remap_cubic(imgs: torch.Tensor, u1: torch.Tensor, u2: torch.Tensor) -> torch.Tensor:
+    """Sample [B, C, H, W] images at (x + u1, y + u2) like cv::remap with INTER_CUBIC and a zero
+    constant border: 4×4 taps around floor(position), taps outside the image count as 0.
+    (OpenCV 5 samples at the exact float position; 4.x rounded it to 1/32 px.)"""
+    b, c, h, w = imgs.shape
+    dev = imgs.device
+    xs = torch.arange(w, device=dev, dtype=torch.float32)
+    ys = torch.arange(h, device=dev, dtype=torch.float32).unsqueeze(-1)
+    mx = xs + u1
+    my = ys + u2
+    fx0 = torch.floor(mx)
+    fy0 = torch.floor(my)
+    wx = _cubic_weights(mx - fx0)  # [B, H, W, 4]
+    wy = _cubic_weights(my - fy0)
+    # Clamp far-away positions before the integer cast; any tap clamped lands on the zero pad.
+    x0 = fx0.clamp(-4, w + 4).to(torch.int64) - 1
+    y0 = fy0.clamp(-4, h + 4).to(torch.int64) - 1
+    # One zero pixel around the image; out-of-range taps are clamped onto it.
+    padded = F.pad(imgs, (1, 1, 1, 1)).reshape(b, c, (h + 2) * (w + 2))
+    out = torch.zeros_like(imgs)
+    for i in range(4):
+        yi = (y0 + i).clamp_(-1, h) + 1
+        row = torch.zeros_like(imgs)
+        for j in range(4):
+            xj = (x0 + j).clamp_(-1, w) + 1
+            idx = (yi * (w + 2) + xj).reshape(b, 1, h * w).expand(b, c, h * w)
+            tap = torch.gather(padded, 2, idx).reshape(b, c, h, w)
+            row += tap * wx[..., j].unsqueeze(1)
+        out += row * wy[..., i].unsqueeze(1)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# median filter (cv::medianBlur on float: exact median, replicated border)
+
+
+def _median(u: torch.Tensor, k: int, chunk: int = 64) -> torch.Tensor:
+    """k×k median of [B, C, H, W] with edge replication; batch chunks bound the k²-fold memory."""
+    r = k // 2
+    outs = []
+    for s in range(0, u.shape[0], chunk):
+        part = F.pad(u[s : s + chunk], (r, r, r, r), mode="replicate")
+        win = part.unfold(2, k, 1).unfold(3, k, 1)  # [b, C, H, W, k, k]
+        outs.append(win.reshape(*win.shape[:4], k * k).median(dim=-1).values)
+    return torch.cat(outs, 0)
+
+
+# --------------------------------------------------------------------------------------------
+# one pyramid level
+
+
+def _solve_level(
+    i0: torch.Tensor,
+    i1: torch.Tensor,
+    u: torch.Tensor,
+    p: _Params,
+    check_every: int,
+) -> torch.Tensor:
+    """Run all warps at one level. i0, i1: [B, H, W]; u: [B, 2, H, W] initial flow. Returns u."""
+    b, h, w = i0.shape
+    dev = i0.device
+    l_t = float(np.float32(p.lambda_ * p.theta))
+    taut = float(np.float32(p.tau / p.theta))
+    theta = float(np.float32(p.theta))
+    scaled_eps = float(np.float32(p.epsilon * p.epsilon * h * w))
+    max_iter = p.outer_iterations * p.inner_iterations
+
+    i1x, i1y = _centered_gradient(i1)
+    i1_stack = torch.stack([i1, i1x, i1y], 1)  # [B, 3, H, W]
+    u = u.clone()
+    pd = torch.zeros(b, 4, h, w, device=dev, dtype=torch.float32)  # p11, p12, p21, p22
+
+    for _warp in range(p.warps):
+        warped = _remap_cubic(i1_stack, u[:, 0], u[:, 1])
+        i1w, i1wx, i1wy = warped.unbind(1)
+        grad = i1wx * i1wx + i1wy * i1wy
+        rho_c = i1w - i1wx * u[:, 0] - i1wy * u[:, 1] - i0
+        lt_grad = l_t * grad
+        safe_grad = torch.where(grad > _FLT_EPSILON, grad, torch.ones_like(grad))
+        grad_ok = grad > _FLT_EPSILON
+
+        # Working set: indices into the batch of pairs still iterating in this warp.
+        idx = torch.arange(b, device=dev)
+        active = torch.ones(b, dtype=torch.bool, device=dev)
+        st_u, st_p = u, pd
+        st = dict(i1wx=i1wx, i1wy=i1wy, rho_c=rho_c, lt_grad=lt_grad, safe_grad=safe_grad, grad_ok=grad_ok)
+        out_u, out_p = u.clone(), pd.clone()
+
+        for it in range(max_iter):
+            if it % p.inner_iterations == 0 and p.median_filtering > 1:
+                med = _median(st_u, p.median_filtering)
+                st_u = torch.where(active[:, None, None, None], med, st_u)
+            new_u, new_p, err = _iteration(st_u, st_p, st, l_t, theta, taut)
+            a4 = active[:, None, None, None]
+            st_u = torch.where(a4, new_u, st_u)
+            st_p = torch.where(a4, new_p, st_p)
+            active = active & (err > scaled_eps)
+            if (it + 1) % check_every == 0 and it + 1 < max_iter:
+                n_active = int(active.sum())
+                if n_active == 0:
+                    break
+                if n_active <= 0.75 * active.numel():
+                    # Park the converged pairs and shrink the working batch.
+                    done = ~active
+                    out_u[idx[done]] = st_u[done]
+                    out_p[idx[done]] = st_p[done]
+                    keep = active
+                    idx, st_u, st_p, active = idx[keep], st_u[keep], st_p[keep], active[keep]
+                    st = {k: v[keep] for k, v in st.items()}
+        out_u[idx] = st_u
+        out_p[idx] = st_p
+        u, pd = out_u, out_p
+    return u
+
+
+def _iteration(
+    u: torch.Tensor, pd: torch.Tensor, st: dict[str, torch.Tensor], l_t: float, theta: float, taut: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One primal-dual iteration (estimateV, divergence, estimateU, forwardGradient,
+    estimateDualVariables). Returns new u [B,2,H,W], new p [B,4,H,W] and the per-pair error."""
+    i1wx, i1wy = st["i1wx"], st["i1wy"]
+    u1, u2 = u[:, 0], u[:, 1]
+    rho = st["rho_c"] + (i1wx * u1 + i1wy * u2)
+    lt_grad = st["lt_grad"]
+    fi = torch.where(
+        rho < -lt_grad,
+        l_t,
+        torch.where(rho > lt_grad, -l_t, torch.where(st["grad_ok"], -rho / st["safe_grad"], 0.0)),
+    )
+    v1 = u1 + fi * i1wx
+    v2 = u2 + fi * i1wy
+    div1 = _divergence(pd[:, 0], pd[:, 1])
+    div2 = _divergence(pd[:, 2], pd[:, 3])
+    n1 = v1 + theta * div1
+    n2 = v2 + theta * div2
+    d1 = n1 - u1
+    d2 = n2 - u2
+    err = (d1 * d1 + d2 * d2).sum(dim=(1, 2), dtype=torch.float64)
+    new_u = torch.stack([n1, n2], 1)
+    gx, gy = _forward_gradient(new_u)  # [B, 2, H, W] each
+    ng = 1.0 + taut * torch.hypot(gx, gy)
+    new_p = torch.stack(
+        [
+            (pd[:, 0] + taut * gx[:, 0]) / ng[:, 0],
+            (pd[:, 1] + taut * gy[:, 0]) / ng[:, 0],
+            (pd[:, 2] + taut * gx[:, 1]) / ng[:, 1],
+            (pd[:, 3] + taut * gy[:, 1]) / ng[:, 1],
+        ],
+        1,
+    )
+    return new_u, new_p, err
+
+
+# --------------------------------------------------------------------------------------------
+# public entry point
+
+
+def _as_tensor(x: Any, name: str) -> torch.Tensor:
+    if isinstance(x, np.ndarray):
+        t = torch.from_numpy(np.ascontiguousarray(x))
+    elif isinstance(x, torch.Tensor):
+        t = x
+    else:
+        raise TypeError(f"{name} must be a numpy array or torch tensor, got {type(x).__name__}")
+    if t.ndim != 3:
+        raise ValueError(f"{name} must be a [B, H, W] grayscale batch, got shape {tuple(t.shape)}")
+    if t.dtype != torch.uint8 and not t.is_floating_point():
+        raise ValueError(f"{name} must be uint8 (0..255) or floating point (0..1), got {t.dtype}")
+    return t
+
+
+def tvl1_flow_batch(
+    prev: np.ndarray | torch.Tensor,
+    nxt: np.ndarray | torch.Tensor,
+    params: Any = None,
+    *,
+    device: str | torch.device = "cpu",
+    check_every: int = 10,
+) -> np.ndarray:
+    """TV-L1 flow of B frame pairs, matching ``cv2.optflow.DualTVL1OpticalFlow_create(...).calc``.
+
+    Args:
+        prev, nxt: [B, H, W] grayscale frames, uint8 (0..255) or float (0..1, scaled by 255 as
+            OpenCV does), numpy or torch, same shape.
+        params: a ``TVL1Params`` (or any object with its fields); ``None`` = OpenCV defaults.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
+        check_every: iterations between checks for "all pairs converged" (a device sync);
+            affects speed only, never the result.
+
+    Returns:
+        [B, H, W, 2] float32 (dx, dy) in pixels with ``prev(x) ≈ nxt(x + flow)``.
+    """
+    p = _resolve_params(params)
+    a = _as_tensor(prev, "prev")
+    c = _as_tensor(nxt, "nxt")
+    if a.shape != c.shape:
+        raise ValueError(f"prev and nxt shapes differ: {tuple(a.shape)} vs {tuple(c.shape)}")
+    b, h, w = a.shape
+    if h < 3 or w < 3:
+        raise ValueError(f"frames must be at least 3×3 pixels, got {h}×{w}")
+    if check_every < 1:
+        raise ValueError(f"check_every={check_every} must be >= 1")
+    if b == 0:
+        return np.zeros((0, h, w, 2), np.float32)
+    dev = resolve_device(device)
+
+    def to_float(t: torch.Tensor) -> torch.Tensor:
+        t = t.to(dev)
+        return t.float() if t.dtype == torch.uint8 else t.float() * 255.0
+
+    with torch.no_grad():
+        levels0 = [to_float(a)]
+        levels1 = [to_float(c)]
+        sizes = pyramid_sizes(h, w, p.nscales, p.scale_step)
+        step = 1.0 / p.scale_step
+        for hw in sizes[1:]:
+            levels0.append(_resize(levels0[-1], hw, (step, step)))
+            levels1.append(_resize(levels1[-1], hw, (step, step)))
+
+        ch, cw = sizes[-1]
+        u = torch.zeros(b, 2, ch, cw, device=dev, dtype=torch.float32)
+        for s in range(len(sizes) - 1, -1, -1):
+            u = _solve_level(levels0[s], levels1[s], u, p, check_every)
+            if s == 0:
+                break
+            fh, fw = sizes[s - 1]
+            u = _resize(u, (fh, fw), (ch / fh, cw / fw)) * float(np.float32(1.0 / p.scale_step))
+            ch, cw = fh, fw
+        return u.permute(0, 2, 3, 1).contiguous().cpu().numpy()

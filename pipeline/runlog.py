@@ -1,0 +1,109 @@
+"""Per-run log files, the run summary, and small atomic-write helpers used by the tasks.
+
+Every output the pipeline writes goes to a hidden temporary file in the destination
+directory (``.<name>.<random>.partial``) and is renamed onto its final name only when
+complete, so a killed run never leaves a file that looks finished. A kill does leave the
+temporary file behind; :func:`remove_stale_partials` deletes those of one output before it is
+written again (safe because the scheduler runs a given task in one place at a time).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from pipeline.report import VideoOutcome
+
+log = logging.getLogger("hamnet.pipeline")
+
+_LOG_FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
+_active: dict[str, Any] = {"pid": None, "root": None, "handler": None, "path": None}
+
+
+def start_run_log(output_dir: str | os.PathLike) -> Path:
+    """Send this process's log records (ours and Luigi's) to ``<output_dir>/logs/run-<UTC>-<pid>.log``.
+
+    Idempotent within a process and output directory. Worker processes forked by Luigi inherit
+    the handler, so one ``luigi`` command writes one log; a second worker command started
+    beside it (scale-out) writes its own.
+    """
+    root = str(Path(output_dir).resolve())
+    if _active["pid"] == os.getpid() and _active["root"] == root:
+        return _active["path"]
+    if _active["handler"] is not None:
+        logging.getLogger().removeHandler(_active["handler"])
+        _active["handler"].close()
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    path = Path(root) / "logs" / f"run-{stamp}-{os.getpid()}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+    handler.setLevel(logging.INFO)
+    top = logging.getLogger()
+    top.addHandler(handler)
+    if top.level > logging.INFO or top.level == logging.NOTSET:
+        top.setLevel(logging.INFO)
+    log.setLevel(logging.INFO)
+    _active.update(pid=os.getpid(), root=root, handler=handler, path=path)
+    return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
+    return write_text_atomic(path, json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def remove_stale_partials(path: str | os.PathLike) -> list[Path]:
+    """Delete temporary files a killed writer of ``path`` left behind (``.<name>.*.partial``)."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    stale = [p for p in path.parent.glob(f".{_glob_escape(path.name)}.*.partial") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
+def _glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def format_summary(outcomes: Sequence[VideoOutcome], skipped: Iterable[tuple[str, str]] = ()) -> str:
+    """A plain-text table of every video and its outcome, plus files not treated as videos."""
+    skipped = list(skipped)
+    ok = sum(o.status == "ok" for o in outcomes)
+    lines = [f"videos: {len(outcomes)}  ok: {ok}  failed: {len(outcomes) - ok}  skipped files: {len(skipped)}", ""]
+    width = max([len(o.video_id) for o in outcomes] + [8])
+    for o in outcomes:
+        detail = o.reason if o.status != "ok" else f"{o.num_snippets} snippets, {o.duration:.1f} s"
+        if o.status == "ok" and o.num_segments is not None:
+            detail += f", {o.num_segments} segments"
+        lines.append(f"{o.status.upper():7s} {o.video_id:{width}s}  {detail}  [{o.source}]")
+    for name, why in skipped:
+        lines.append(f"SKIPPED {name}: {why}")
+    return "\n".join(lines) + "\n"

@@ -233,29 +233,54 @@ def _remap_cubic(imgs: torch.Tensor, u1: torch.Tensor, u2: torch.Tensor) -> torc
 # median filter (cv::medianBlur on float: exact median, replicated border)
 
 
-def _median(u: torch.Tensor, k: int, chunk: int = 64) -> torch.Tensor:
-    """k×k median of [B, C, H, W] with edge replication; batch chunks bound the k²-fold memory."""
+def _median(u: torch.Tensor, k: int) -> torch.Tensor:
+    """k×k median of [..., H, W] with edge replication (k odd), by forgetful selection.
+
+    Keep (k²+1)/2 + 1 candidates; the smallest and the largest of them cannot be the median, so
+    drop both and take in the next window element, until three are left. Only elementwise
+    min/max on shifted views: ~17× faster than ``Tensor.median`` over unfolded windows on CPU,
+    and no k²-fold copy of the data."""
     r = k // 2
-    outs = []
-    for s in range(0, u.shape[0], chunk):
-        part = F.pad(u[s : s + chunk], (r, r, r, r), mode="replicate")
-        win = part.unfold(2, k, 1).unfold(3, k, 1)  # [b, C, H, W, k, k]
-        outs.append(win.reshape(*win.shape[:4], k * k).median(dim=-1).values)
-    return torch.cat(outs, 0)
+    h, w = u.shape[-2:]
+    lead = u.shape[:-2]
+    flat = u.reshape(-1, 1, h, w)
+    padded = F.pad(flat, (r, r, r, r), mode="replicate").reshape(*lead, h + 2 * r, w + 2 * r)
+    taps = [padded[..., i : i + h, j : j + w] for i in range(k) for j in range(k)]
+    m = (k * k + 1) // 2
+    cand = taps[: m + 1]
+    rest = taps[m + 1 :]
+    while True:
+        # bubble the maximum to the end, then the minimum (of the others) to the front
+        for i in range(len(cand) - 1):
+            a, b = cand[i], cand[i + 1]
+            cand[i], cand[i + 1] = torch.minimum(a, b), torch.maximum(a, b)
+        for i in range(len(cand) - 2, 0, -1):
+            a, b = cand[i - 1], cand[i]
+            cand[i - 1], cand[i] = torch.minimum(a, b), torch.maximum(a, b)
+        cand = cand[1:-1]
+        if not rest:
+            break
+        cand.append(rest.pop(0))
+    assert len(cand) == 1
+    return cand[0].contiguous()
 
 
 # --------------------------------------------------------------------------------------------
 # one pyramid level
 
+_STATE = ("u1", "u2", "p11", "p12", "p21", "p22")  # what the iterations update
+_FIXED = ("i1wx", "i1wy", "rho_c", "lt_grad", "safe_grad", "grad_ok")  # constant within a warp
+
 
 def _solve_level(
     i0: torch.Tensor,
     i1: torch.Tensor,
-    u: torch.Tensor,
+    u1: torch.Tensor,
+    u2: torch.Tensor,
     p: _Params,
     check_every: int,
-) -> torch.Tensor:
-    """Run all warps at one level. i0, i1: [B, H, W]; u: [B, 2, H, W] initial flow. Returns u."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run all warps at one level. i0, i1, u1, u2: [B, H, W]. Returns the refined (u1, u2)."""
     b, h, w = i0.shape
     dev = i0.device
     l_t = float(np.float32(p.lambda_ * p.theta))
@@ -263,91 +288,102 @@ def _solve_level(
     theta = float(np.float32(p.theta))
     scaled_eps = float(np.float32(p.epsilon * p.epsilon * h * w))
     max_iter = p.outer_iterations * p.inner_iterations
+    # With a check after every iteration, converged pairs leave the working set at once, so no
+    # iteration ever runs on a converged pair and no masking is needed.
+    masked = check_every > 1
 
     i1x, i1y = _centered_gradient(i1)
     i1_stack = torch.stack([i1, i1x, i1y], 1)  # [B, 3, H, W]
-    u = u.clone()
-    pd = torch.zeros(b, 4, h, w, device=dev, dtype=torch.float32)  # p11, p12, p21, p22
+    zeros = torch.zeros(b, h, w, device=dev, dtype=torch.float32)
+    full = dict(u1=u1, u2=u2, p11=zeros, p12=zeros, p21=zeros, p22=zeros)  # p reset once per level
 
     for _warp in range(p.warps):
-        warped = _remap_cubic(i1_stack, u[:, 0], u[:, 1])
-        i1w, i1wx, i1wy = warped.unbind(1)
+        i1w, i1wx, i1wy = _remap_cubic(i1_stack, full["u1"], full["u2"]).unbind(1)
         grad = i1wx * i1wx + i1wy * i1wy
-        rho_c = i1w - i1wx * u[:, 0] - i1wy * u[:, 1] - i0
-        lt_grad = l_t * grad
-        safe_grad = torch.where(grad > _FLT_EPSILON, grad, torch.ones_like(grad))
+        rho_c = i1w - i1wx * full["u1"] - i1wy * full["u2"] - i0
         grad_ok = grad > _FLT_EPSILON
-
-        # Working set: indices into the batch of pairs still iterating in this warp.
-        idx = torch.arange(b, device=dev)
+        fixed = dict(
+            i1wx=i1wx,
+            i1wy=i1wy,
+            rho_c=rho_c,
+            lt_grad=l_t * grad,
+            safe_grad=torch.where(grad_ok, grad, torch.ones_like(grad)),
+            grad_ok=grad_ok,
+        )
+        st = dict(full)
+        full = {k: v.clone() for k, v in full.items()}  # results of parked pairs land here
+        idx = torch.arange(b, device=dev)  # batch positions of the working set
         active = torch.ones(b, dtype=torch.bool, device=dev)
-        st_u, st_p = u, pd
-        st = dict(i1wx=i1wx, i1wy=i1wy, rho_c=rho_c, lt_grad=lt_grad, safe_grad=safe_grad, grad_ok=grad_ok)
-        out_u, out_p = u.clone(), pd.clone()
 
         for it in range(max_iter):
             if it % p.inner_iterations == 0 and p.median_filtering > 1:
-                med = _median(st_u, p.median_filtering)
-                st_u = torch.where(active[:, None, None, None], med, st_u)
-            new_u, new_p, err = _iteration(st_u, st_p, st, l_t, theta, taut)
-            a4 = active[:, None, None, None]
-            st_u = torch.where(a4, new_u, st_u)
-            st_p = torch.where(a4, new_p, st_p)
-            active = active & (err > scaled_eps)
+                med = _median(torch.stack([st["u1"], st["u2"]], 1), p.median_filtering)
+                if masked:
+                    a3 = active[:, None, None]
+                    st["u1"] = torch.where(a3, med[:, 0], st["u1"])
+                    st["u2"] = torch.where(a3, med[:, 1], st["u2"])
+                else:
+                    st["u1"], st["u2"] = med[:, 0], med[:, 1]
+            new, err = _iteration(st, fixed, l_t, theta, taut)
+            if masked:
+                a3 = active[:, None, None]
+                st = {k: torch.where(a3, new[k], st[k]) for k in _STATE}
+                active = active & (err > scaled_eps)
+            else:
+                st = new
+                active = err > scaled_eps
             if (it + 1) % check_every == 0 and it + 1 < max_iter:
                 n_active = int(active.sum())
                 if n_active == 0:
                     break
-                if n_active <= 0.75 * active.numel():
-                    # Park the converged pairs and shrink the working batch.
-                    done = ~active
-                    out_u[idx[done]] = st_u[done]
-                    out_p[idx[done]] = st_p[done]
-                    keep = active
-                    idx, st_u, st_p, active = idx[keep], st_u[keep], st_p[keep], active[keep]
-                    st = {k: v[keep] for k, v in st.items()}
-        out_u[idx] = st_u
-        out_p[idx] = st_p
-        u, pd = out_u, out_p
-    return u
+                if n_active < active.numel() and (not masked or n_active <= 0.75 * active.numel()):
+                    # Park the converged pairs and shrink the working set.
+                    # (index_select/index_copy_: boolean-mask indexing is ~20× slower on CPU)
+                    done = torch.nonzero(~active).squeeze(1)
+                    keep = torch.nonzero(active).squeeze(1)
+                    for k in _STATE:
+                        full[k].index_copy_(0, idx.index_select(0, done), st[k].index_select(0, done))
+                    idx = idx.index_select(0, keep)
+                    st = {k: v.index_select(0, keep) for k, v in st.items()}
+                    fixed = {k: v.index_select(0, keep) for k, v in fixed.items()}
+                    active = active.index_select(0, keep)
+        for k in _STATE:
+            full[k].index_copy_(0, idx, st[k])
+    return full["u1"], full["u2"]
 
 
 def _iteration(
-    u: torch.Tensor, pd: torch.Tensor, st: dict[str, torch.Tensor], l_t: float, theta: float, taut: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One primal-dual iteration (estimateV, divergence, estimateU, forwardGradient,
-    estimateDualVariables). Returns new u [B,2,H,W], new p [B,4,H,W] and the per-pair error."""
-    i1wx, i1wy = st["i1wx"], st["i1wy"]
-    u1, u2 = u[:, 0], u[:, 1]
-    rho = st["rho_c"] + (i1wx * u1 + i1wy * u2)
-    lt_grad = st["lt_grad"]
+    st: dict[str, torch.Tensor], fx: dict[str, torch.Tensor], l_t: float, theta: float, taut: float
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """One primal-dual iteration, in OpenCV's order: estimateV, divergence, estimateU (with the
+    squared-update error), forwardGradient, estimateDualVariables. Returns the new state and the
+    per-pair error [B] (float64)."""
+    u1, u2 = st["u1"], st["u2"]
+    i1wx, i1wy, lt_grad = fx["i1wx"], fx["i1wy"], fx["lt_grad"]
+    rho = fx["rho_c"] + (i1wx * u1 + i1wy * u2)
     fi = torch.where(
         rho < -lt_grad,
         l_t,
-        torch.where(rho > lt_grad, -l_t, torch.where(st["grad_ok"], -rho / st["safe_grad"], 0.0)),
+        torch.where(rho > lt_grad, -l_t, torch.where(fx["grad_ok"], -rho / fx["safe_grad"], 0.0)),
     )
-    v1 = u1 + fi * i1wx
-    v2 = u2 + fi * i1wy
-    div1 = _divergence(pd[:, 0], pd[:, 1])
-    div2 = _divergence(pd[:, 2], pd[:, 3])
-    n1 = v1 + theta * div1
-    n2 = v2 + theta * div2
+    n1 = (u1 + fi * i1wx) + theta * _divergence(st["p11"], st["p12"])
+    n2 = (u2 + fi * i1wy) + theta * _divergence(st["p21"], st["p22"])
     d1 = n1 - u1
     d2 = n2 - u2
-    err = (d1 * d1 + d2 * d2).sum(dim=(1, 2), dtype=torch.float64)
-    new_u = torch.stack([n1, n2], 1)
-    gx, gy = _forward_gradient(new_u)  # [B, 2, H, W] each
-    ng = 1.0 + taut * torch.hypot(gx, gy)
-    new_p = torch.stack(
-        [
-            (pd[:, 0] + taut * gx[:, 0]) / ng[:, 0],
-            (pd[:, 1] + taut * gy[:, 0]) / ng[:, 0],
-            (pd[:, 2] + taut * gx[:, 1]) / ng[:, 1],
-            (pd[:, 3] + taut * gy[:, 1]) / ng[:, 1],
-        ],
-        1,
+    err = (d1 * d1 + d2 * d2).sum(dim=(-2, -1), dtype=torch.float64)
+    u1x, u1y = _forward_gradient(n1)
+    u2x, u2y = _forward_gradient(n2)
+    ng1 = 1.0 + taut * torch.hypot(u1x, u1y)
+    ng2 = 1.0 + taut * torch.hypot(u2x, u2y)
+    new = dict(
+        u1=n1,
+        u2=n2,
+        p11=(st["p11"] + taut * u1x) / ng1,
+        p12=(st["p12"] + taut * u1y) / ng1,
+        p21=(st["p21"] + taut * u2x) / ng2,
+        p22=(st["p22"] + taut * u2y) / ng2,
     )
-    return new_u, new_p, err
+    return new, err
 
 
 # --------------------------------------------------------------------------------------------
@@ -374,7 +410,7 @@ def tvl1_flow_batch(
     params: Any = None,
     *,
     device: str | torch.device = "cpu",
-    check_every: int = 10,
+    check_every: int | None = None,
 ) -> np.ndarray:
     """TV-L1 flow of B frame pairs, matching ``cv2.optflow.DualTVL1OpticalFlow_create(...).calc``.
 
@@ -383,8 +419,9 @@ def tvl1_flow_batch(
             OpenCV does), numpy or torch, same shape.
         params: a ``TVL1Params`` (or any object with its fields); ``None`` = OpenCV defaults.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
-        check_every: iterations between checks for "all pairs converged" (a device sync);
-            affects speed only, never the result.
+        check_every: iterations between checks for "all pairs converged" (a device→host sync);
+            affects speed only, never the result. ``None``: 1 on CPU (a check is free there and
+            OpenCV's stopping rule typically ends a warp after 5-15 iterations), 2 on CUDA.
 
     Returns:
         [B, H, W, 2] float32 (dx, dy) in pixels with ``prev(x) ≈ nxt(x + flow)``.
@@ -397,11 +434,13 @@ def tvl1_flow_batch(
     b, h, w = a.shape
     if h < 3 or w < 3:
         raise ValueError(f"frames must be at least 3×3 pixels, got {h}×{w}")
-    if check_every < 1:
+    if check_every is not None and check_every < 1:
         raise ValueError(f"check_every={check_every} must be >= 1")
     if b == 0:
         return np.zeros((0, h, w, 2), np.float32)
     dev = resolve_device(device)
+    if check_every is None:
+        check_every = 1 if dev.type == "cpu" else 2
 
     def to_float(t: torch.Tensor) -> torch.Tensor:
         t = t.to(dev)
@@ -417,12 +456,15 @@ def tvl1_flow_batch(
             levels1.append(_resize(levels1[-1], hw, (step, step)))
 
         ch, cw = sizes[-1]
-        u = torch.zeros(b, 2, ch, cw, device=dev, dtype=torch.float32)
+        u1 = torch.zeros(b, ch, cw, device=dev, dtype=torch.float32)
+        u2 = torch.zeros_like(u1)
+        up = float(np.float32(1.0 / p.scale_step))
         for s in range(len(sizes) - 1, -1, -1):
-            u = _solve_level(levels0[s], levels1[s], u, p, check_every)
+            u1, u2 = _solve_level(levels0[s], levels1[s], u1, u2, p, check_every)
             if s == 0:
                 break
             fh, fw = sizes[s - 1]
-            u = _resize(u, (fh, fw), (ch / fh, cw / fw)) * float(np.float32(1.0 / p.scale_step))
+            u1 = _resize(u1, (fh, fw), (ch / fh, cw / fw)) * up
+            u2 = _resize(u2, (fh, fw), (ch / fh, cw / fw)) * up
             ch, cw = fh, fw
-        return u.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+        return torch.stack([u1, u2], -1).cpu().numpy()

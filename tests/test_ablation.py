@@ -1,0 +1,121 @@
+"""The ablation runner on a tiny completeness benchmark: table structure and evaluator numbers."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pipeline.ablation import (
+    AblationError,
+    AblationSpec,
+    format_markdown,
+    load_ablation_spec,
+    main,
+    run_ablation,
+)
+from pipeline.annotations import read_ground_truth_json, select_subset
+from pipeline.completeness import BenchmarkSettings, generate_benchmark
+
+TINY = [
+    "model.feature_dim=16", "model.hidden_dim=16", "model.attention_hidden=8",
+    "train.epochs=2", "train.num_snippets=24", "train.batch_size=4", "train.lr=0.001",
+    "localize.attention_thresholds=[0.3,0.6]",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_bench(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    generate_benchmark(root, BenchmarkSettings(feature_dim=16, num_train_videos=8, num_test_videos=6, seed=1),
+                       progress=False)
+    return root
+
+
+def _spec(**kw) -> AblationSpec:
+    d = {
+        "config": "completeness_cpu", "seeds": [0, 1], "overrides": TINY,
+        "rows": [{"name": "MIL only", "group": "Table 1", "overrides": ["loss.weights.hal=0", "loss.weights.ssal=0"]},
+                 {"name": "full", "group": "Table 1"}],
+    }
+    d.update(kw)
+    return AblationSpec.from_dict(d)
+
+
+def test_two_rows_two_seeds_table_is_the_evaluators(tiny_bench, tmp_path):
+    from hamnet.evaluate import evaluate_detection
+
+    out = tmp_path / "abl"
+    logs: list[str] = []
+    table = run_ablation(_spec(), tiny_bench / "features", tiny_bench / "gt.json", out, progress=False, log=logs.append)
+    saved = json.loads((out / "ablation.json").read_text())
+    assert saved == json.loads(json.dumps(table))
+    assert [r["name"] for r in table["rows"]] == ["MIL only", "full"]
+    assert table["tiou_thresholds"] == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7])
+    test_gt = select_subset(read_ground_truth_json(tiny_bench / "gt.json"), "test")
+    for row in table["rows"]:
+        assert row["seeds"] == [0, 1] and len(row["runs"]) == 2
+        per_seed = []
+        for run in row["runs"]:
+            preds = json.loads((tmp_path / run["run_dir"] / "results.json").read_text())
+            assert set(preds["results"]) == set(test_gt["database"])
+            res = evaluate_detection(test_gt, preds, table["tiou_thresholds"])
+            assert np.allclose(res.map, run["map"]) and res.average_map == pytest.approx(run["average_map"])
+            per_seed.append(np.asarray(run["map"]) * 100)
+        per_seed = np.array(per_seed)
+        assert np.allclose(row["map_mean"], per_seed.mean(0))
+        assert np.allclose(row["map_std"], per_seed.std(0, ddof=1))
+        assert row["average_mean"] == pytest.approx(np.mean([r["average_map"] * 100 for r in row["runs"]]))
+    # the two rows really ran different settings
+    cfgs = [json.loads((tmp_path / r["runs"][0]["run_dir"] / "metrics.json").read_text())["config"] for r in table["rows"]]
+    assert cfgs[0]["loss"]["weights"]["hal"] == 0 and cfgs[1]["loss"]["weights"]["hal"] == 0.2
+    assert cfgs[0]["model"]["feature_dim"] == 16 and cfgs[0]["train"]["seed"] == 0
+    md = (out / "ablation.md").read_text()
+    assert md == format_markdown(table)
+    assert md.splitlines()[0].startswith("| configuration | group | seeds | mAP@0.1 |") and "AVG (0.1:0.7)" in md
+    assert len(logs) >= 4
+
+    # a second run reuses every finished run (nothing retrained)
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("metrics.json")}
+    again = run_ablation(_spec(), tiny_bench / "features", tiny_bench / "gt.json", out, progress=False, log=lambda s: None)
+    assert again["rows"] == table["rows"]
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("metrics.json")} == stamps
+
+
+def test_spec_validation_names_the_problem(tmp_path):
+    with pytest.raises(AblationError, match="row 'bad'.*loss.weights.hall"):
+        _spec(rows=[{"name": "bad", "overrides": ["loss.weights.hall=0"]}])
+    with pytest.raises(AblationError, match="duplicate row name"):
+        _spec(rows=[{"name": "a"}, {"name": "a"}])
+    with pytest.raises(AblationError, match="unknown key.*'seed'"):
+        AblationSpec.from_dict({"config": "thumos14", "rows": [{"name": "a"}], "seed": [1]})
+    with pytest.raises(AblationError, match="seeds"):
+        _spec(seeds=[])
+    with pytest.raises(AblationError, match="unknown row"):
+        _spec().select(["nope"])
+
+
+def test_shipped_ablation_file_is_valid():
+    spec = load_ablation_spec("ablation")
+    names = [r.name for r in spec.rows]
+    assert names[0] == "BCL only" and "random drop" in names and "inverse drop" in names
+    bcl = spec.run_config(spec.rows[0], 0)["loss"]["weights"]
+    assert bcl["bcl"] > 0 and all(bcl[k] == 0 for k in ("hal", "sal", "ssal", "sparsity", "guide"))
+    assert spec.run_config(spec.rows[5], 0)["loss"]["drop_mode"] == "random"
+    assert spec.select(seeds=[7]).seeds == (7,)
+
+
+def test_cli(tiny_bench, tmp_path, capsys):
+    spec = tmp_path / "abl.yaml"
+    spec.write_text(json.dumps({"config": "completeness_cpu", "seeds": [0], "overrides": TINY,
+                                "rows": [{"name": "full"}, {"name": "BCL only", "overrides": [
+                                    "loss.weights.hal=0", "loss.weights.sal=0", "loss.weights.ssal=0",
+                                    "loss.weights.sparsity=0", "loss.weights.guide=0"]}]}))
+    rc = main([str(spec), "--store", str(tiny_bench / "features"), "--gt", str(tiny_bench / "gt.json"),
+               "--out", str(tmp_path / "o"), "--rows", "full", "--no-progress"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "| full |" in out and "BCL only" not in out
+    assert main([str(spec), "--store", str(tiny_bench / "features"), "--gt", str(tiny_bench / "gt.json"),
+                 "--out", str(tmp_path / "o2"), "--set", "train.epoch=3"]) == 2
+    assert "train.epoch" in capsys.readouterr().err

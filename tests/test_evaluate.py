@@ -3,7 +3,6 @@ loop reference (tests/reference_anet_eval.py) on random and on real THUMOS14 ann
 from __future__ import annotations
 
 import json
-import math
 import random
 import subprocess
 import sys
@@ -327,6 +326,21 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, capsys):
     assert "broken.json: malformed JSON" in capsys.readouterr().err
     assert main([str(gt), str(pred), "--tiou-thresholds", "2"]) == 2
     assert "--tiou-thresholds" in capsys.readouterr().err
+
+
+def test_cli_video_scores_file(tmp_path, capsys):
+    gt = write(tmp_path / "gt.json", gt_of({"a": [(0, 10, "x")], "b": [(0, 10, "y")]}))
+    pred = write(tmp_path / "pred.json", pred_of([("a", 0, 10, "x", 0.9)]))
+    scores = write(tmp_path / "scores.json", {"video_scores": {"a": {"x": 0.9, "y": 0.8}, "b": {"x": 0.1, "y": 0.2}}})
+    out = tmp_path / "m.json"
+    assert main([str(gt), str(pred), "--tiou-thresholds", "0.5", "--video-scores", str(scores), "--output", str(out)]) == 0
+    # x: a+ b- -> 1; y: a- (0.8) b+ (0.2) -> 1/2.
+    assert json.loads(out.read_text())["classification_mAP"] == 0.75
+    assert "classification mAP: 75.00" in capsys.readouterr().out
+    partial = write(tmp_path / "partial.json", {"a": {"x": 0.9, "y": 0.8}})
+    assert main([str(gt), str(pred), "--video-scores", str(partial)]) == 2
+    err = capsys.readouterr().err
+    assert "partial.json" in err and "no scores for video 'b'" in err
 
 
 def test_module_entry_point(tmp_path):

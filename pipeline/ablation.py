@@ -282,8 +282,9 @@ def run_ablation(
 
     runs: list[RunResult] = []
     total = len(spec.rows) * len(spec.seeds)
-    for row in spec.rows:
-        for seed in spec.seeds:
+    # Seeds outermost: a run stopped early still leaves a table covering every row.
+    for seed in spec.seeds:
+        for row in spec.rows:
             cfg = spec.run_config(row, seed)
             run_dir = out / "runs" / slug(row.name) / f"seed{seed}"
             t0 = time.time()
@@ -311,7 +312,7 @@ def summarize(spec: AblationSpec, runs: Sequence[RunResult]) -> dict[str, Any]:
     """Mean and (sample, ddof=1) std over seeds per row, in percent; per-run values kept."""
     rows_out = []
     for row in spec.rows:
-        rr = [r for r in runs if r.row == row.name]
+        rr = sorted((r for r in runs if r.row == row.name), key=lambda r: spec.seeds.index(r.seed))
         if not rr:
             continue
         maps = np.array([r.map for r in rr], dtype=np.float64) * 100

@@ -72,7 +72,9 @@ def read_thumos14_classes(path: str | os.PathLike) -> list[str]:
     return names
 
 
-def _read_thumos_txt(path: Path) -> list[tuple[str, float, float]]:
+def read_thumos14_txt(path: str | os.PathLike) -> list[tuple[str, float, float]]:
+    """Lines ``video start end`` (seconds) of one official THUMOS14 annotation file."""
+    path = Path(path)
     rows = []
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
@@ -182,7 +184,7 @@ def read_thumos14_annotations(
 
     for label in classes + [AMBIGUOUS]:
         src = root / f"{label}_{subset}.txt"
-        for video, start, end in _read_thumos_txt(src):
+        for video, start, end in read_thumos14_txt(src):
             e = entry(video, src)
             if label == AMBIGUOUS and not include_ambiguous:
                 continue

@@ -119,3 +119,45 @@ def test_cli(tiny_bench, tmp_path, capsys):
     assert main([str(spec), "--store", str(tiny_bench / "features"), "--gt", str(tiny_bench / "gt.json"),
                  "--out", str(tmp_path / "o2"), "--set", "train.epoch=3"]) == 2
     assert "train.epoch" in capsys.readouterr().err
+
+
+def _as_wtalc(bench, dest):
+    """Export the tiny benchmark as a W-TALC features file + annotation folder."""
+    from pipeline.featstore import FeatureStore
+
+    gt = read_ground_truth_json(bench / "gt.json")
+    store = FeatureStore(bench / "features")
+    vids = sorted(gt["database"])
+    ann = dest / "ann"
+    ann.mkdir(parents=True)
+    np.save(ann / "videoname.npy", np.array([v.encode() for v in vids]))
+    np.save(ann / "subset.npy", np.array([gt["database"][v]["subset"].encode() for v in vids]))
+    np.save(ann / "classlist.npy", np.array([c.encode() for c in gt["classes"]]))
+    segs, labs, feats = (np.empty(len(vids), dtype=object) for _ in range(3))
+    for i, v in enumerate(vids):
+        segs[i] = [a["segment"] for a in gt["database"][v]["annotations"]]
+        labs[i] = [a["label"] for a in gt["database"][v]["annotations"]]
+        feats[i] = store[v]
+    np.save(ann / "segments.npy", segs, allow_pickle=True)
+    np.save(ann / "labels.npy", labs, allow_pickle=True)
+    np.save(ann / "duration.npy", np.array([[gt["database"][v]["duration"]] for v in vids]))
+    np.save(dest / "features.npy", feats, allow_pickle=True)
+    return dest / "features.npy", ann
+
+
+def test_reproduce_end_to_end_prints_paper_layout(tiny_bench, tmp_path, capsys):
+    from pipeline.reproduce import RECIPES, main as reproduce_main
+
+    feats, ann = _as_wtalc(tiny_bench, tmp_path / "wtalc")
+    work = tmp_path / "work"
+    rc = reproduce_main(["thumos14", "--features", str(feats), "--annotations", str(ann), "--work", str(work),
+                         "--no-progress", *sum((["--set", o] for o in TINY), [])])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "| HAM-Net (paper) | 65.4 | 59.0 | 50.3 | 41.1 | 31.0 | 20.7 | 11.1 | 39.8 |" in out
+    m = json.loads((work / "metrics.json").read_text())
+    assert m["dataset"] == "thumos14" and len(m["mAP"]) == 7 and 0 <= m["average_mAP"] <= 1
+    assert len(list((work / "features").glob("*.h5"))) == 14
+    preds = json.loads((work / "results.json").read_text())
+    assert set(preds["results"]) == set(select_subset(read_ground_truth_json(work / "gt.json"), "test")["database"])
+    assert RECIPES["activitynet12"].paper.average == 25.1

@@ -136,15 +136,15 @@ def opencv_processes(prev: np.ndarray, nxt: np.ndarray, procs: int) -> float:
         return time.perf_counter() - t
 
 
-def torch_run(prev: np.ndarray, nxt: np.ndarray, device: str, batch: int) -> tuple[np.ndarray, float]:
-    # warm-up: CUDA context, allocator, kernels
-    tvl1_flow_batch(prev[: min(batch, 4)], nxt[: min(batch, 4)], device=device)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+def torch_run(prev: np.ndarray, nxt: np.ndarray, device: str, batch: int, compile: bool) -> tuple[np.ndarray, float]:
+    # warm-up: CUDA context, allocator, kernels (and the compilation, with --compile)
+    t = time.perf_counter()
+    tvl1_flow_batch(prev[: min(batch, 4)], nxt[: min(batch, 4)], device=device, compile=compile)
+    print(f"  (torch {device} warm-up on {min(batch, 4)} pairs: {time.perf_counter() - t:.1f}s)", flush=True)
     outs = []
     t = time.perf_counter()
     for s in range(0, len(prev), batch):
-        outs.append(tvl1_flow_batch(prev[s : s + batch], nxt[s : s + batch], device=device))
+        outs.append(tvl1_flow_batch(prev[s : s + batch], nxt[s : s + batch], device=device, compile=compile))
     return np.concatenate(outs), time.perf_counter() - t
 
 
@@ -170,12 +170,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto", help="torch device for the main run: auto | cpu | cuda[:N]")
     ap.add_argument("--pairs", type=int, default=8, help="pairs timed on the torch device")
-    ap.add_argument("--batch", type=int, default=8, help="pairs per tvl1_flow_batch call")
+    ap.add_argument("--batch", default="8", help="pairs per tvl1_flow_batch call; a comma list runs each")
     ap.add_argument("--resolutions", default="112,224,340x256", help="comma list: 224 (square) or WxH")
     ap.add_argument("--cv-pairs", type=int, default=8, help="pairs for OpenCV single-thread timing and as EPE reference")
     ap.add_argument("--procs", type=int, default=os.cpu_count() or 1, help="processes for the OpenCV pool (0 = skip)")
     ap.add_argument("--cpu-pairs", type=int, default=2, help="pairs timed on torch CPU when --device is cuda (0 = skip)")
     ap.add_argument("--torch-threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the iteration (see tvl1_flow_batch)")
     ap.add_argument("--videos", default=DEFAULT_VIDEOS, help="folder searched for clips (env SHARED_VIDEOS)")
     args = ap.parse_args(argv)
 
@@ -210,17 +211,18 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((label, f"opencv, {args.procs} processes", len(pp), 1, t, len(pp) / t, None))
             print(f"  opencv {args.procs} processes: {len(pp) / t:.2f} pairs/s", flush=True)
 
-        runs = [(device, args.pairs, args.batch)]
+        runs = [(device, max(args.pairs, int(b)), int(b)) for b in str(args.batch).split(",")]
         if device.startswith("cuda") and args.cpu_pairs > 0:
             runs.append(("cpu", args.cpu_pairs, args.cpu_pairs))
         for dev, n, batch in runs:
             tp, tn = take(prev_all, nxt_all, max(n, 1))
-            out, t = torch_run(tp, tn, dev, batch)
+            out, t = torch_run(tp, tn, dev, batch, args.compile)
             # EPE on the pairs OpenCV computed (the torch run starts with the same pairs)
             k = min(len(out), len(ref))
             ag = agreement(out[:k], ref[:k])
-            rows.append((label, f"torch {dev}", len(tp), batch, t, len(tp) / t, (ag, k)))
-            print(f"  torch {dev} (batch {batch}): {len(tp) / t:.2f} pairs/s; EPE vs OpenCV on {k} pairs: "
+            name = f"torch {dev}" + (" compiled" if args.compile else "")
+            rows.append((label, name, len(tp), batch, t, len(tp) / t, (ag, k)))
+            print(f"  {name} (batch {batch}): {len(tp) / t:.2f} pairs/s; EPE vs OpenCV on {k} pairs: "
                   f"mean {ag['epe_mean']:.4f} px, p95 {ag['epe_p95']:.4f} px; quantised equal "
                   f"{100 * ag['q_exact']:.2f}%, within ±1 {100 * ag['q_pm1']:.3f}%", flush=True)
 

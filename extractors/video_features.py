@@ -30,7 +30,7 @@ from typing import Any, Iterator, Protocol
 
 import numpy as np
 
-from extractors.decode import DecodeStats, iter_frames
+from extractors.decode import DecodeStats, iter_frames, open_video
 from extractors.errors import VideoError
 from extractors.flow import FlowRunner, resolve_device
 from extractors.settings import ExtractSettings
@@ -247,6 +247,8 @@ def extract_video_features(
     from extractors.checkpoints import build_backbones
 
     t_start = time.perf_counter()
+    container, _ = open_video(video_path)  # fail fast on unusable input, before loading weights
+    container.close()
     rgb_model, flow_model = models if models is not None else build_backbones(settings)
     device = resolve_device(settings.device)
     run_rgb = I3DRunner(rgb_model, device, settings.precision)

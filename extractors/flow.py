@@ -7,11 +7,11 @@ cached and what the flow network sees (as ``q / 127.5 - 1``), so cached and fres
 flow give identical features.
 
 OpenCV's TV-L1 is single-pair and CPU-only; its internal threading scales poorly, so pairs are
-spread over worker processes, each running OpenCV single-threaded. On Linux the workers are
-forked, and all of them at once when the pool is created (before the decoding thread starts):
-the children only ever run OpenCV/numpy, never torch or PyAV, so locks those libraries may
-hold in the parent are irrelevant to them. ``spawn`` would be the textbook choice but re-runs
-the caller's ``__main__`` in every worker, which breaks scripts without a main guard.
+spread over worker processes, each running OpenCV single-threaded. The workers are spawned,
+not forked: once the parent has used OpenCV's (or torch's) thread pool, a forked child
+deadlocks on the pool's copied locks (observed: ``cv2.setNumThreads`` hanging in the child).
+As always with ``spawn``, a script that starts extraction must do so under
+``if __name__ == "__main__":``.
 """
 from __future__ import annotations
 
@@ -108,13 +108,9 @@ class FlowRunner:
         self._pool: ProcessPoolExecutor | None = None
         self._device: str | None = None
         if settings.flow_backend == "opencv" and self.workers > 1:
-            method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
             self._pool = ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=mp.get_context(method), initializer=_worker_init
+                max_workers=self.workers, mp_context=mp.get_context("spawn"), initializer=_worker_init
             )
-            # With fork the executor starts every worker on the first submit: do it now, while
-            # this process has no decoding thread running.
-            self._pool.submit(_worker_init).result()
 
     @property
     def parallel(self) -> bool:

@@ -297,7 +297,9 @@ def generate_benchmark(
     store = out / "features"
     new_db: dict[str, Any] = {}
     fractions = []
-    for i, (vid, e) in enumerate(tqdm(sorted(database.items()), desc="completeness benchmark", unit="video", disable=not progress)):
+    # Videos in the order of their store ids: snippet_truth() replays the same random streams.
+    ordered = sorted(database.items(), key=lambda kv: safe_video_id(kv[0]))
+    for i, (vid, e) in enumerate(tqdm(ordered, desc="completeness benchmark", unit="video", disable=not progress)):
         sid = safe_video_id(vid)
         rng = np.random.default_rng([settings.seed, 3, i])
         T = num_snippets(float(e["duration"]))
@@ -329,6 +331,58 @@ def generate_benchmark(
     }
     _write_json(out / "benchmark.json", summary)
     return summary
+
+
+def snippet_truth(bench_dir: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per video of a generated benchmark: (core, extent) class index per snippet, -1 for none.
+
+    Recomputed from ``gt.json`` and ``benchmark.json`` by replaying the generator's seeded
+    streams (the masks are drawn first from each video's stream), so nothing extra is stored.
+    """
+    from pipeline.annotations import read_ground_truth_json
+
+    bench_dir = Path(bench_dir)
+    gt = read_ground_truth_json(bench_dir / "gt.json")
+    settings = BenchmarkSettings.from_dict(json.loads((bench_dir / "benchmark.json").read_text())["settings"])
+    classes = list(gt["classes"])
+    out = {}
+    for i, vid in enumerate(sorted(gt["database"])):
+        e = gt["database"][vid]
+        rng = np.random.default_rng([settings.seed, 3, i])
+        out[vid] = snippet_masks(e["annotations"], classes, num_snippets(float(e["duration"])), settings, rng)
+    return out
+
+
+def attention_profile(checkpoint: str | os.PathLike, bench_dir: str | os.PathLike, *, subset: str = "test",
+                      device: str = "cpu") -> dict[str, float]:
+    """Mean attention of a trained model on core, extent and background snippets of a subset.
+
+    The mechanism the paper claims shows up here directly: a MIL-only model attends to cores
+    and much less to extents; HAL/SSAL should raise the attention on extents.
+    """
+    import torch
+
+    from hamnet.train import load_checkpoint
+    from pipeline.annotations import read_ground_truth_json
+    from pipeline.featstore import FeatureStore
+
+    bench_dir = Path(bench_dir)
+    gt = read_ground_truth_json(bench_dir / "gt.json")
+    truth = snippet_truth(bench_dir)
+    store = FeatureStore(bench_dir / "features")
+    model, _, _ = load_checkpoint(checkpoint, device=device)
+    sums = {"core": [0.0, 0], "extent": [0.0, 0], "background": [0.0, 0]}
+    with torch.no_grad():
+        for vid, e in gt["database"].items():
+            if e["subset"] != subset:
+                continue
+            _, att = model(torch.from_numpy(store[vid]).to(device)[None])
+            a = att[0].cpu().numpy()
+            core, extent = truth[vid]
+            for name, m in (("core", core >= 0), ("extent", extent >= 0), ("background", (core < 0) & (extent < 0))):
+                sums[name][0] += float(a[m].sum())
+                sums[name][1] += int(m.sum())
+    return {k: (v[0] / v[1] if v[1] else float("nan")) for k, v in sums.items()}
 
 
 def _write_json(path: Path, obj: Any) -> None:

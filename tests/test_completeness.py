@@ -124,3 +124,22 @@ def test_settings_are_strict_and_cli(tmp_path, capsys):
     assert out["videos"] == {"test": 2, "validation": 2}
     assert main([str(tmp_path / "cli2"), "--set", "core_fraction=2"]) == 2
     assert "core_fraction" in capsys.readouterr().err
+
+
+def test_snippet_truth_replays_the_generator(tmp_path):
+    s = BenchmarkSettings(feature_dim=256, num_train_videos=2, num_test_videos=2, noise_std=0.5, seed=9)
+    generate_benchmark(tmp_path, s, progress=False)
+    from pipeline.completeness import snippet_truth
+
+    truth = snippet_truth(tmp_path)
+    store = FeatureStore(tmp_path / "features")
+    protos = make_prototypes(s, 20, np.random.default_rng([s.seed, 2]))
+    assert sorted(truth) == sorted(store)
+    for vid, (core, extent) in truth.items():
+        x = store[vid]
+        assert len(core) == x.shape[0]
+        m = core >= 0
+        assert m.any()
+        # each core snippet projects ~core_strength onto its own class's core prototype
+        proj = np.einsum("td,td->t", x[m], protos.core[core[m]])
+        assert np.all(np.abs(proj - s.core_strength) < 0.8)

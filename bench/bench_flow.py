@@ -140,7 +140,9 @@ def torch_run(prev: np.ndarray, nxt: np.ndarray, device: str, batch: int, compil
     # warm-up: CUDA context, allocator, kernels (and the compilation, with --compile)
     t = time.perf_counter()
     tvl1_flow_batch(prev[: min(batch, 4)], nxt[: min(batch, 4)], device=device, compile=compile)
-    print(f"  (torch {device} warm-up on {min(batch, 4)} pairs: {time.perf_counter() - t:.1f}s)", flush=True)
+    if compile:  # a batch of one is a separate specialisation for torch.compile: compile it now
+        tvl1_flow_batch(prev[:1], nxt[:1], device=device, compile=compile)
+    print(f"  (torch {device} warm-up: {time.perf_counter() - t:.1f}s)", flush=True)
     outs = []
     t = time.perf_counter()
     for s in range(0, len(prev), batch):

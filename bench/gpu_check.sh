@@ -64,7 +64,7 @@ step() {  # step NAME TIMEOUT_S CMD...
         echo "=== SKIP bench_train: bench/bench_train.py absent"
     fi
     # 5. torch.compile variant (fused iteration; includes its one-off compile time in a warm-up).
-    step flow_224_cuda_compiled 60 "$PY" bench/bench_flow.py --device cuda --resolutions 224 \
+    step flow_224_cuda_compiled 150 "$PY" bench/bench_flow.py --device cuda --resolutions 224 \
         --pairs 1024 --batch 1024 --cv-pairs 8 --procs 0 --cpu-pairs 0 --compile --videos "$SHARED_VIDEOS"
 
     echo

@@ -170,16 +170,21 @@ def _centered_gradient(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _forward_gradient(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward differences, zero on the last column (x) / last row (y)."""
-    ux = F.pad(u[..., :, 1:] - u[..., :, :-1], (0, 1))
-    uy = F.pad(u[..., 1:, :] - u[..., :-1, :], (0, 0, 0, 1))
+    ux = torch.zeros_like(u)
+    uy = torch.zeros_like(u)
+    # out= into views: two kernels per derivative instead of a padded copy
+    torch.sub(u[..., :, 1:], u[..., :, :-1], out=ux[..., :, :-1])
+    torch.sub(u[..., 1:, :], u[..., :-1, :], out=uy[..., :-1, :])
     return ux, uy
 
 
 def _divergence(px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
     """Backward-difference divergence with p taken as zero left of / above the image."""
-    dpx = px - F.pad(px[..., :, :-1], (1, 0))
-    dpy = py - F.pad(py[..., :-1, :], (0, 0, 1, 0))
-    return dpx + dpy
+    dpx = px.clone()
+    dpx[..., :, 1:] -= px[..., :, :-1]
+    dpy = py.clone()
+    dpy[..., 1:, :] -= py[..., :-1, :]
+    return dpx.add_(dpy)
 
 
 # --------------------------------------------------------------------------------------------
@@ -269,7 +274,6 @@ def _median(u: torch.Tensor, k: int) -> torch.Tensor:
 # one pyramid level
 
 _STATE = ("u1", "u2", "p11", "p12", "p21", "p22")  # what the iterations update
-_FIXED = ("i1wx", "i1wy", "rho_c", "lt_grad", "safe_grad", "grad_ok")  # constant within a warp
 
 
 def _solve_level(
@@ -310,6 +314,7 @@ def _solve_level(
             i1wy=i1wy,
             rho_c=rho_c,
             lt_grad=l_t * grad,
+            neg_lt_grad=-l_t * grad,
             safe_grad=torch.where(grad_ok, grad, torch.ones_like(grad)),
             grad_ok=grad_ok,
         )
@@ -365,7 +370,7 @@ def _iteration(
     i1wx, i1wy, lt_grad = fx["i1wx"], fx["i1wy"], fx["lt_grad"]
     rho = fx["rho_c"] + (i1wx * u1 + i1wy * u2)
     fi = torch.where(
-        rho < -lt_grad,
+        rho < fx["neg_lt_grad"],
         l_t,
         torch.where(rho > lt_grad, -l_t, torch.where(fx["grad_ok"], -rho / fx["safe_grad"], 0.0)),
     )

@@ -273,19 +273,20 @@ def _median(u: torch.Tensor, k: int) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 # one pyramid level
 
-_STATE = ("u1", "u2", "p11", "p12", "p21", "p22")  # what the iterations update
+_STATE = ("u", "px", "py")  # what the iterations update: flow and the dual variables
 
 
 def _solve_level(
     i0: torch.Tensor,
     i1: torch.Tensor,
-    u1: torch.Tensor,
-    u2: torch.Tensor,
+    u: torch.Tensor,
     p: _Params,
     check_every: int,
     compiled: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run all warps at one level. i0, i1, u1, u2: [B, H, W]. Returns the refined (u1, u2)."""
+) -> torch.Tensor:
+    """Run all warps at one level. i0, i1: [B, H, W]; u: [B, 2, H, W] (u1, u2), refined and
+    returned. The two flow components travel as channels of one tensor (and the dual variables
+    as px = (p11, p21), py = (p12, p22)) so that each step is one kernel for both."""
     iteration = _compiled(_iteration) if compiled else _iteration
     median = _compiled(_median) if compiled else _median
     b, h, w = i0.shape
@@ -301,17 +302,17 @@ def _solve_level(
 
     i1x, i1y = _centered_gradient(i1)
     i1_stack = torch.stack([i1, i1x, i1y], 1)  # [B, 3, H, W]
-    zeros = torch.zeros(b, h, w, device=dev, dtype=torch.float32)
-    full = dict(u1=u1, u2=u2, p11=zeros, p12=zeros, p21=zeros, p22=zeros)  # p reset once per level
+    zeros = torch.zeros_like(u)
+    full = dict(u=u, px=zeros, py=zeros)  # the dual variables are reset once per level
 
     for _warp in range(p.warps):
-        i1w, i1wx, i1wy = _remap_cubic(i1_stack, full["u1"], full["u2"]).unbind(1)
+        warped = _remap_cubic(i1_stack, full["u"][:, 0], full["u"][:, 1])
+        i1w, i1wx, i1wy = warped.unbind(1)
         grad = i1wx * i1wx + i1wy * i1wy
-        rho_c = i1w - i1wx * full["u1"] - i1wy * full["u2"] - i0
+        rho_c = i1w - i1wx * full["u"][:, 0] - i1wy * full["u"][:, 1] - i0
         grad_ok = grad > _FLT_EPSILON
         fixed = dict(
-            i1wx=i1wx,
-            i1wy=i1wy,
+            i1wxy=warped[:, 1:].contiguous(),
             rho_c=rho_c,
             lt_grad=l_t * grad,
             neg_lt_grad=-l_t * grad,
@@ -325,17 +326,12 @@ def _solve_level(
 
         for it in range(max_iter):
             if it % p.inner_iterations == 0 and p.median_filtering > 1:
-                med = median(torch.stack([st["u1"], st["u2"]], 1), p.median_filtering)
-                if masked:
-                    a3 = active[:, None, None]
-                    st["u1"] = torch.where(a3, med[:, 0], st["u1"])
-                    st["u2"] = torch.where(a3, med[:, 1], st["u2"])
-                else:
-                    st["u1"], st["u2"] = med[:, 0], med[:, 1]
+                med = median(st["u"], p.median_filtering)
+                st["u"] = torch.where(active[:, None, None, None], med, st["u"]) if masked else med
             new, err = iteration(st, fixed, l_t, theta, taut)
             if masked:
-                a3 = active[:, None, None]
-                st = {k: torch.where(a3, new[k], st[k]) for k in _STATE}
+                a4 = active[:, None, None, None]
+                st = {k: torch.where(a4, new[k], st[k]) for k in _STATE}
                 active = active & (err > scaled_eps)
             else:
                 st = new
@@ -357,7 +353,7 @@ def _solve_level(
                     active = active.index_select(0, keep)
         for k in _STATE:
             full[k].index_copy_(0, idx, st[k])
-    return full["u1"], full["u2"]
+    return full["u"]
 
 
 def _iteration(
@@ -366,31 +362,20 @@ def _iteration(
     """One primal-dual iteration, in OpenCV's order: estimateV, divergence, estimateU (with the
     squared-update error), forwardGradient, estimateDualVariables. Returns the new state and the
     per-pair error [B] (float64)."""
-    u1, u2 = st["u1"], st["u2"]
-    i1wx, i1wy, lt_grad = fx["i1wx"], fx["i1wy"], fx["lt_grad"]
-    rho = fx["rho_c"] + (i1wx * u1 + i1wy * u2)
+    u, i1wxy = st["u"], fx["i1wxy"]
+    rho = fx["rho_c"] + (i1wxy[:, 0] * u[:, 0] + i1wxy[:, 1] * u[:, 1])
     fi = torch.where(
         rho < fx["neg_lt_grad"],
         l_t,
-        torch.where(rho > lt_grad, -l_t, torch.where(fx["grad_ok"], -rho / fx["safe_grad"], 0.0)),
+        torch.where(rho > fx["lt_grad"], -l_t, torch.where(fx["grad_ok"], -rho / fx["safe_grad"], 0.0)),
     )
-    n1 = (u1 + fi * i1wx) + theta * _divergence(st["p11"], st["p12"])
-    n2 = (u2 + fi * i1wy) + theta * _divergence(st["p21"], st["p22"])
-    d1 = n1 - u1
-    d2 = n2 - u2
-    err = (d1 * d1 + d2 * d2).sum(dim=(-2, -1), dtype=torch.float64)
-    u1x, u1y = _forward_gradient(n1)
-    u2x, u2y = _forward_gradient(n2)
-    ng1 = 1.0 + taut * torch.hypot(u1x, u1y)
-    ng2 = 1.0 + taut * torch.hypot(u2x, u2y)
-    new = dict(
-        u1=n1,
-        u2=n2,
-        p11=(st["p11"] + taut * u1x) / ng1,
-        p12=(st["p12"] + taut * u1y) / ng1,
-        p21=(st["p21"] + taut * u2x) / ng2,
-        p22=(st["p22"] + taut * u2y) / ng2,
-    )
+    n = (u + fi.unsqueeze(1) * i1wxy) + theta * _divergence(st["px"], st["py"])
+    d = n - u
+    d = d * d
+    err = (d[:, 0] + d[:, 1]).sum(dim=(-2, -1), dtype=torch.float64)
+    ux, uy = _forward_gradient(n)
+    ng = 1.0 + taut * torch.hypot(ux, uy)
+    new = dict(u=n, px=(st["px"] + taut * ux) / ng, py=(st["py"] + taut * uy) / ng)
     return new, err
 
 
@@ -480,15 +465,13 @@ def tvl1_flow_batch(
             levels1.append(_resize(levels1[-1], hw, (step, step)))
 
         ch, cw = sizes[-1]
-        u1 = torch.zeros(b, ch, cw, device=dev, dtype=torch.float32)
-        u2 = torch.zeros_like(u1)
+        u = torch.zeros(b, 2, ch, cw, device=dev, dtype=torch.float32)
         up = float(np.float32(1.0 / p.scale_step))
         for s in range(len(sizes) - 1, -1, -1):
-            u1, u2 = _solve_level(levels0[s], levels1[s], u1, u2, p, check_every, compile)
+            u = _solve_level(levels0[s], levels1[s], u, p, check_every, compile)
             if s == 0:
                 break
             fh, fw = sizes[s - 1]
-            u1 = _resize(u1, (fh, fw), (ch / fh, cw / fw)) * up
-            u2 = _resize(u2, (fh, fw), (ch / fh, cw / fw)) * up
+            u = _resize(u, (fh, fw), (ch / fh, cw / fw)) * up
             ch, cw = fh, fw
-        return torch.stack([u1, u2], -1).cpu().numpy()
+        return u.permute(0, 2, 3, 1).contiguous().cpu().numpy()

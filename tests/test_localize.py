@@ -239,3 +239,41 @@ def test_localize_video_uses_the_model_and_checks_inputs(tmp_path):
     assert {s.label for s in r.segments} <= set(cls) and len(r.segments) > 0
     with pytest.raises(ValueError, match="'empty'.*T >= 1"):
         localize_video(model, np.zeros((0, 16), np.float32), cls, LocalizeConfig(), video_id="empty")
+
+
+def test_cli_train_and_localize_on_a_feature_store(tmp_path, capsys):
+    from pipeline.featstore import write_features
+    from pipeline.hamnet_cli import main
+    from pipeline.labels import write_labels_csv
+
+    f, l, classes, _, _ = planted_dataset(8, num_classes=2, feature_dim=16, seed=0, t_range=(20, 40), seg_range=(4, 8))
+    store = tmp_path / "features"
+    for vid, x in f.items():  # 16-D joint = 8-D "rgb" + 8-D "flow"
+        write_features(store / f"{vid}.h5", x[:, :8], x[:, 8:], video_id=vid, fps=25.0, frames_per_snippet=16,
+                       n_frames=16 * len(x), duration=len(x) * 0.64, source=f"{vid}.mp4")
+    write_labels_csv(tmp_path / "labels.csv", l)
+    sets = ["--set", "model.feature_dim=16", "--set", "model.hidden_dim=16", "--set", "model.attention_hidden=8",
+            "--set", "train.epochs=2", "--set", "train.batch_size=4", "--set", "train.num_snippets=20", "--set", "train.device=cpu"]
+    rc = main(["train", "--features", str(store), "--labels", str(tmp_path / "labels.csv"), "--config", "thumos14",
+               *sets, "--output", str(tmp_path / "m.pt"), "--no-progress"])
+    assert rc == 0 and (tmp_path / "m.pt").is_file()
+    rc = main(["localize", "--checkpoint", str(tmp_path / "m.pt"), "--features", str(store), "--config", "thumos14",
+               "--set", "localize.class_threshold=0.0", "--output-dir", str(tmp_path / "out"), "--device", "cpu", "--no-progress"])
+    assert rc == 0
+    res = read_results_json(tmp_path / "out" / "results.json")
+    assert sorted(res) == sorted(f)
+    assert read_segments_csv(tmp_path / "out" / "vid000.csv") == ({"vid000": res["vid000"]} if res["vid000"] else {})
+    assert sum(len(s) for s in res.values()) > 0
+    capsys.readouterr()
+    # errors: one line naming the problem, exit status 2
+    rc = main(["train", "--features", str(tmp_path / "nowhere"), "--labels", str(tmp_path / "labels.csv"),
+               "--output", str(tmp_path / "x.pt")])
+    assert rc == 2 and "nowhere" in capsys.readouterr().err
+    rc = main(["train", "--features", str(store), "--labels", str(tmp_path / "labels.csv"), "--set", "train.epoch=3",
+               "--output", str(tmp_path / "x.pt")])
+    assert rc == 2 and "train.epoch" in capsys.readouterr().err
+    (tmp_path / "classes.txt").write_text("action0\n")
+    rc = main(["train", "--features", str(store), "--labels", str(tmp_path / "labels.csv"), *sets,
+               "--classes", str(tmp_path / "classes.txt"), "--output", str(tmp_path / "x.pt")])
+    assert rc == 2 and "not in the class list" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from extractors.settings import TVL1Params
+from extractors import tvl1_torch
 from extractors.tvl1_torch import pyramid_sizes, tvl1_flow_batch
 
 CLIPS = ("videos/mmaction2/demo/demo.mp4", "videos/mmaction2/tests/data/test.avi")
@@ -157,6 +158,36 @@ def test_pyramid_sizes_follow_opencv_rounding_and_16px_floor():
     assert pyramid_sizes(224, 224, 5, 0.8) == [(224, 224), (179, 179), (143, 143), (114, 114), (91, 91)]
     assert pyramid_sizes(256, 340, 5, 0.8)[1] == (205, 272)
     assert pyramid_sizes(30, 40, 5, 0.8) == [(30, 40), (24, 32), (19, 26)]  # 15 px would be < 16
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_median_filter_equals_cv2_median_blur(k: int):
+    rng = np.random.default_rng(k)
+    u = rng.standard_normal((3, 2, 29, 34)).astype(np.float32)
+    u[0, 0, :6, :6] = 0.25  # ties
+    u[1, 1] = np.round(u[1, 1])  # many ties
+    ours = tvl1_torch._median(torch.from_numpy(u), k).numpy()
+    ref = np.stack([[cv2.medianBlur(plane, k) for plane in pair] for pair in u])
+    np.testing.assert_array_equal(ours, ref)
+
+
+def test_warp_and_pyramid_resize_match_cv2():
+    rng = np.random.default_rng(3)
+    img = cv2.GaussianBlur((rng.random((60, 70)) * 255).astype(np.float32), (0, 0), 1.5)
+    u1 = (rng.standard_normal(img.shape) * 3).astype(np.float32)
+    u2 = (rng.standard_normal(img.shape) * 3).astype(np.float32)
+    u1[:, :4] -= 9.0  # samples far outside the image: cv2 reads the zero border
+    u2[-4:] += 9.0
+    ys, xs = np.mgrid[0 : img.shape[0], 0 : img.shape[1]].astype(np.float32)
+    ref = cv2.remap(img, xs + u1, ys + u2, cv2.INTER_CUBIC)
+    ours = tvl1_torch._remap_cubic(torch.from_numpy(img)[None, None], torch.from_numpy(u1)[None], torch.from_numpy(u2)[None])
+    np.testing.assert_allclose(ours[0, 0].numpy(), ref, atol=2e-3)
+    small = cv2.resize(img, None, fx=0.8, fy=0.8, interpolation=cv2.INTER_LINEAR)
+    ours = tvl1_torch._resize(torch.from_numpy(img)[None], small.shape, (1 / 0.8, 1 / 0.8))[0].numpy()
+    np.testing.assert_allclose(ours, small, atol=2e-3)
+    up = cv2.resize(small, img.shape[::-1], interpolation=cv2.INTER_LINEAR)
+    scale = (small.shape[0] / img.shape[0], small.shape[1] / img.shape[1])
+    np.testing.assert_allclose(tvl1_torch._resize(torch.from_numpy(small)[None], img.shape, scale)[0].numpy(), up, atol=2e-3)
 
 
 def test_empty_batch():

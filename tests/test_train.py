@@ -123,7 +123,10 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, data, monkeypatch
 
 def test_resume_file_of_other_settings_is_not_used(tmp_path, data, monkeypatch):
     ckpt = tmp_path / "m.pt"
-    monkeypatch.setattr(train_mod, "_after_resume_save", lambda e: (_ for _ in ()).throw(_Killed()) if e == 1 else None)
+    def kill_after_first(epoch):
+        if epoch == 1:
+            raise _Killed
+    monkeypatch.setattr(train_mod, "_after_resume_save", kill_after_first)
     with pytest.raises(_Killed):
         _train(data, ckpt)
     monkeypatch.setattr(train_mod, "_after_resume_save", lambda e: None)
@@ -155,3 +158,47 @@ def test_input_errors_name_the_video(tmp_path, data):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="junk.pt"):
         load_checkpoint(tmp_path / "junk.pt")
+
+
+_TRAIN_SCRIPT = r"""
+import sys, torch
+torch.set_num_threads(1)
+sys.path.insert(0, sys.argv[2])
+from hamnet_synth import planted_dataset
+from hamnet.config import LossConfig, ModelConfig, TrainConfig
+from hamnet.train import train_hamnet
+f, l, c, _, _ = planted_dataset(10, num_classes=3, feature_dim=16, seed=0, t_range=(20, 50), seg_range=(4, 8))
+train_hamnet(f, l, c, model_cfg=ModelConfig(feature_dim=16, hidden_dim=16, attention_hidden=8, dropout=0.5),
+             loss_cfg=LossConfig(), train_cfg=TrainConfig(lr=1e-3, batch_size=4, epochs=int(sys.argv[3]),
+             num_snippets=24, seed=3, device="cpu"), checkpoint_path=sys.argv[1], progress=False)
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_matches_uninterrupted(tmp_path):
+    """A real kill (SIGKILL of a training process) instead of a simulated one."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    tests_dir = str(Path(__file__).parent)
+    epochs = 300
+    straight = tmp_path / "straight.pt"
+    subprocess.run([sys.executable, "-c", _TRAIN_SCRIPT, str(straight), tests_dir, str(epochs)], check=True)
+    ckpt = tmp_path / "killed.pt"
+    proc = subprocess.Popen([sys.executable, "-c", _TRAIN_SCRIPT, str(ckpt), tests_dir, str(epochs)])
+    deadline = time.time() + 120
+    while not resume_path(ckpt).exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.5)  # let it get a few more epochs in, then kill it wherever it is
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not ckpt.exists(), "the run finished before it could be killed; raise `epochs`"
+    done = torch.load(resume_path(ckpt), weights_only=True)["epochs_done"]
+    assert 0 < done < epochs
+    subprocess.run([sys.executable, "-c", _TRAIN_SCRIPT, str(ckpt), tests_dir, str(epochs)], check=True)
+    a, b = _weights(straight), _weights(ckpt)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    print(f"killed after {done} of {epochs} epochs; resumed run matches")

@@ -153,7 +153,7 @@ def train_hamnet(features: Mapping[str, np.ndarray], labels: Mapping[str, Sequen
     fingerprint = _run_fingerprint(model_cfg, loss_cfg, train_cfg, classes, video_ids, lengths)
     config = {"model": model_cfg.to_dict(), "loss": loss_cfg.to_dict(), "train": train_cfg.to_dict()}
 
-    fork_devices = [device] if device.type == "cuda" else []
+    fork_devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork_devices):
         torch.manual_seed(train_cfg.seed)
         model = build_hamnet(model_cfg, len(classes)).to(device)
@@ -184,9 +184,9 @@ def train_hamnet(features: Mapping[str, np.ndarray], labels: Mapping[str, Sequen
                 optimizer.zero_grad(set_to_none=True)
                 terms["total"].backward()
                 optimizer.step()
-                bar.update(1)
                 bar.set_postfix({"ep": epoch + 1, "total": f"{terms['total'].item():.3f}",
                                  **{k: f"{terms[k].item():.3f}" for k in LOSS_NAMES}}, refresh=False)
+                bar.update(1)
             done = epoch + 1
             if done % train_cfg.checkpoint_every == 0 or done == train_cfg.epochs:
                 _atomic_save({"format": RESUME_FORMAT, "fingerprint": fingerprint, "epochs_done": done,

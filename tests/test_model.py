@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -99,6 +100,8 @@ def test_settings_mirror_yaml_and_are_strict():
     assert (m, l, t, z) == (ModelConfig(), LossConfig(), TrainConfig(), LocalizeConfig())
     assert m.to_dict() == base["model"] and t.to_dict() == base["train"]
     assert l.to_dict() == base["loss"] and z.to_dict() == base["localize"]
+    # the authors' attention thresholds are numpy's linspace(0.1, 0.9, 10), bit for bit
+    assert list(z.attention_thresholds) == np.linspace(0.1, 0.9, 10).tolist()
     with pytest.raises(ValueError, match="model.hidden"):
         ModelConfig.from_dict({"hidden": 3})
     with pytest.raises(ValueError, match="loss.weights.bc"):

@@ -124,10 +124,11 @@ def pyramid_sizes(height: int, width: int, nscales: int, scale_step: float) -> l
     return sizes
 
 
-def _linear_resize_matrix(src: int, dst: int, scale: float) -> np.ndarray:
-    """[dst, src] float32 matrix of cv::resize INTER_LINEAR weights along one axis, with
-    ``scale`` = source pixels per destination pixel."""
-    m = np.zeros((dst, src), np.float32)
+def _linear_taps(src: int, dst: int, scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """cv::resize INTER_LINEAR along one axis: for each destination index, the two source
+    indices and the float32 weight of the second one; ``scale`` = source px per destination px."""
+    i0 = np.zeros(dst, np.int64)
+    frac = np.zeros(dst, np.float32)
     for d in range(dst):
         f = np.float32((d + 0.5) * scale - 0.5)  # OpenCV computes this in double, stores float
         s = int(np.floor(f))
@@ -136,19 +137,24 @@ def _linear_resize_matrix(src: int, dst: int, scale: float) -> np.ndarray:
             s, f = 0, np.float32(0)
         if s >= src - 1:
             s, f = src - 1, np.float32(0)
-        m[d, s] += np.float32(1) - f
-        if f != 0:
-            m[d, s + 1] += f
-    return m
+        i0[d], frac[d] = s, f
+    return i0, np.minimum(i0 + 1, src - 1), frac
 
 
 def _resize(img: torch.Tensor, out_hw: tuple[int, int], scale_yx: tuple[float, float]) -> torch.Tensor:
-    """Bilinear resize of [..., H, W] like cv::resize; separable, as two small matmuls."""
-    h, w = img.shape[-2:]
-    ry = torch.from_numpy(_linear_resize_matrix(h, out_hw[0], scale_yx[0])).to(img.device)
-    rx = torch.from_numpy(_linear_resize_matrix(w, out_hw[1], scale_yx[1])).to(img.device)
-    # Horizontal pass first, as OpenCV does (matters only at rounding level).
-    return ry @ (img @ rx.T)
+    """Bilinear resize of [..., H, W] like cv::resize: horizontal pass, then vertical, each
+    ``a·(1-f) + b·f`` in float32. Elementwise on purpose: a matmul formulation would run in TF32
+    on CUDA wherever a process enables it (torch.set_float32_matmul_precision), a 1e-3 error."""
+    out = img
+    for dim, (n_out, scale) in ((-1, (out_hw[1], scale_yx[1])), (-2, (out_hw[0], scale_yx[0]))):
+        i0, i1, f = _linear_taps(out.shape[dim], n_out, scale)
+        shape = (-1, 1) if dim == -2 else (-1,)
+        f_t = torch.from_numpy(f).to(img.device).reshape(shape)
+        g_t = torch.from_numpy(np.float32(1) - f).to(img.device).reshape(shape)
+        a = out.index_select(dim, torch.from_numpy(i0).to(img.device))
+        c = out.index_select(dim, torch.from_numpy(i1).to(img.device))
+        out = a * g_t + c * f_t
+    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -153,3 +153,24 @@ def test_real_clip_end_to_end(shared_data, tmp_path):
     f = read_features(out)
     assert f.attrs["n_frames"] == 164 and f.num_snippets == 11
     assert json.loads(f.attrs["settings"])["crop"] == 112
+
+
+def test_decoding_is_streamed_not_read_ahead(tmp_path):
+    # A consumer that stops after one snippet must not cause the whole video to be decoded
+    # (a 20-minute video would otherwise pile up in memory): read-ahead is a few snippets.
+    import time
+
+    from extractors.decode import DecodeStats
+    from extractors.video_features import iter_snippets
+
+    path = write_video(tmp_path / "long.mp4", moving_square_frames(400, 32, 32, square=8, dx=0.1, dy=0), 25)
+    s = ExtractSettings(crop=16, resize_short=16, flow_workers=1)
+    st = DecodeStats()
+    zeros = np.zeros((399, 16, 16, 2), np.uint8)  # stands in for a flow cache: no TV-L1 cost here
+    it = iter_snippets(path, s, stats=st, cached_flow=zeros)
+    first = next(it)
+    time.sleep(1.0)
+    assert first.rgb.shape == (16, 16, 16, 3)
+    assert st.n_frames <= 8 * 16 < 400, st.n_frames
+    rest = list(it)
+    assert len(rest) == 24 and st.n_frames == 400 and rest[-1].flow.shape[0] == 15

@@ -368,17 +368,18 @@ def _median_programs(k: int) -> tuple[Program, Program]:
     return _MEDIAN_PROGRAMS[k]
 
 
-def _median(u: torch.Tensor, k: int, chunk: int = 128) -> torch.Tensor:
+def _median(u: torch.Tensor, k: int) -> torch.Tensor:
     """k×k median of [B, ..., H, W] with edge replication (k odd), as cv::medianBlur computes it.
 
     Each vertical run of k pixels is sorted once (shared by the k windows that contain it), then
     a pruned selection network over the k sorted columns of each window picks the median: only
-    elementwise min/max on shifted views, no k²-fold copy of the data (unlike ``Tensor.median``
-    over unfolded windows, which was ~17× slower on CPU). Batch chunks bound the memory held by
-    the network's intermediates."""
-    if u.shape[0] > chunk:
-        return torch.cat([_median(u[s : s + chunk], k, chunk) for s in range(0, u.shape[0], chunk)])
+    elementwise min/max on shifted views, no k²-fold copy of the data (``Tensor.median`` over
+    unfolded windows was ~17× slower on CPU)."""
     column_sort, window = _median_programs(k)
+    return _median_net(u, k, column_sort, window)
+
+
+def _median_net(u: torch.Tensor, k: int, column_sort: Program, window: Program) -> torch.Tensor:
     r = k // 2
     h, w = u.shape[-2:]
     lead = u.shape[:-2]
@@ -386,6 +387,17 @@ def _median(u: torch.Tensor, k: int, chunk: int = 128) -> torch.Tensor:
     ranked = _run_program(column_sort, [padded[..., i : i + h, :] for i in range(k)])  # [.., H, W+2r] each
     taps = [ranked[rank][..., c : c + w] for c in range(k) for rank in range(k)]
     return _run_program(window, taps)[0].contiguous()
+
+
+def _median_batched(u: torch.Tensor, k: int, compiled: bool, chunk: int = 128) -> torch.Tensor:
+    """The median over a batch; in eager mode in chunks of pairs, which bounds the memory held by
+    the network's intermediates (compiled, the network is one fused kernel with none)."""
+    column_sort, window = _median_programs(k)
+    if compiled:
+        return _compiled(_median_net)(u, k, column_sort, window)
+    if u.shape[0] <= chunk:
+        return _median_net(u, k, column_sort, window)
+    return torch.cat([_median_net(u[s : s + chunk], k, column_sort, window) for s in range(0, u.shape[0], chunk)])
 
 
 # --------------------------------------------------------------------------------------------
@@ -406,7 +418,6 @@ def _solve_level(
     returned. The two flow components travel as channels of one tensor (and the dual variables
     as px = (p11, p21), py = (p12, p22)) so that each step is one kernel for both."""
     iteration = _compiled(_iteration) if compiled else _iteration
-    median = _compiled(_median) if compiled else _median
     b, h, w = i0.shape
     dev = i0.device
     l_t = float(np.float32(p.lambda_ * p.theta))
@@ -444,7 +455,7 @@ def _solve_level(
 
         for it in range(max_iter):
             if it % p.inner_iterations == 0 and p.median_filtering > 1:
-                med = median(st["u"], p.median_filtering)
+                med = _median_batched(st["u"], p.median_filtering, compiled)
                 st["u"] = torch.where(active[:, None, None, None], med, st["u"]) if masked else med
             new, err = iteration(st, fixed, l_t, theta, taut)
             if masked:

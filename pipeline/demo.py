@@ -43,17 +43,17 @@ _COLOURS = {
 class DemoSpec:
     """What to synthesise. Defaults give a dataset the default run handles in minutes on 2 cores."""
 
-    num_train: int = 12
+    num_train: int = 10
     num_test: int = 6
     num_classes: int = 4
-    min_seconds: float = 16.0
-    max_seconds: float = 24.0
-    min_action_seconds: float = 2.5
-    max_action_seconds: float = 3.5
+    min_seconds: float = 12.0
+    max_seconds: float = 18.0
+    min_action_seconds: float = 1.8
+    max_action_seconds: float = 2.6
     max_instances: int = 2
     max_action_fraction: float = 0.45  # actions cover at most this share of a video
-    width: int = 80
-    height: int = 64
+    width: int = 64
+    height: int = 48
     fps: float = 25.0
     seed: int = 0
 
@@ -182,8 +182,10 @@ def render_video(video: DemoVideo, spec: DemoSpec) -> np.ndarray:
     rng = np.random.default_rng(video.background_seed + 1)
     pan_speed = float(rng.uniform(8, 20)) * (1 if rng.random() < 0.5 else -1)   # px per second
     # Each action instance gets its own position and size inside the centre of the frame.
-    placements = [(spec.height / 2 + rng.uniform(-4, 4), spec.width / 2 + rng.uniform(-6, 6),
-                   float(rng.uniform(0.85, 1.15))) for _ in video.segments]
+    # Object sizes and motion amplitudes are designed for 64-pixel-high frames; scale them.
+    base = spec.height / 64
+    placements = [(spec.height / 2 + rng.uniform(-3, 3) * base, spec.width / 2 + rng.uniform(-4, 4) * base,
+                   float(rng.uniform(0.85, 1.15)) * base) for _ in video.segments]
     frames = np.empty((n, spec.height, spec.width, 3), dtype=np.uint8)
     for i in range(n):
         t = i / spec.fps

@@ -71,6 +71,7 @@ class _VideoTask(PipelineTask):
         from extractors.errors import VideoError
 
         start_run_log(self.output_dir)
+        _join_cv2_threads()
         out, data = Path(self.output().path), self.data_path()
         remove_stale_partials(out)
         remove_stale_partials(data)
@@ -144,12 +145,40 @@ class VideoFeatures(_VideoTask):
         def work():
             log.info("extracting features for %s (%s)", self.video_id, self.source)
             write_video_features(self.source, self.data_path(), self.extract_settings, video_id=self.video_id,
-                                 flow_cache=Path(self.input().path).with_suffix(".h5"), progress=True)
+                                 flow_cache=Path(self.input().path).with_suffix(".h5"), progress=True,
+                                 models=_backbones(self.extract_settings))
             f = read_features(self.data_path())
             return {"num_snippets": f.num_snippets, "duration": float(f.attrs["duration"]),
                     "seconds_per_snippet": f.seconds_per_snippet}
 
         self._run_guarded(work)
+
+
+_BACKBONES: dict[str, tuple] = {}
+
+
+def _backbones(settings):
+    """The I3D pair for these settings, built once per process (a worker extracts many videos)."""
+    from extractors.checkpoints import build_backbones
+
+    key = settings.feature_key()
+    if key not in _BACKBONES:
+        _BACKBONES.clear()   # keep one pair in memory
+        _BACKBONES[key] = build_backbones(settings)
+    return _BACKBONES[key]
+
+
+def _join_cv2_threads() -> None:
+    """Stop OpenCV's worker threads before extraction forks its TV-L1 process pool.
+
+    Luigi runs many tasks in one process: once a task has used OpenCV's thread pool (resizing
+    while decoding), a child forked later inherits that pool's locks without its threads and
+    hangs in ``cv2.setNumThreads`` (seen as a stuck FlowCache task). One OpenCV thread in the
+    task process costs little: the heavy work (TV-L1) runs in the pool's processes.
+    """
+    import cv2
+
+    cv2.setNumThreads(1)
 
 
 def read_record(path: str | os.PathLike) -> dict[str, Any] | None:

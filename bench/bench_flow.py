@@ -146,7 +146,9 @@ def torch_run(prev: np.ndarray, nxt: np.ndarray, device: str, batch: int, compil
     outs = []
     t = time.perf_counter()
     for s in range(0, len(prev), batch):
-        outs.append(tvl1_flow_batch(prev[s : s + batch], nxt[s : s + batch], device=device, compile=compile))
+        outs.append(
+            tvl1_flow_batch(prev[s : s + batch], nxt[s : s + batch], device=device, compile=compile, max_batch=batch)
+        )
     return np.concatenate(outs), time.perf_counter() - t
 
 

@@ -145,6 +145,8 @@ def test_batch_equals_single_pairs_and_check_interval_does_not_matter(shared_dat
     # check_every > 1 is the GPU path: converged pairs are frozen by masking between checks.
     masked = tvl1_flow_batch(f[:-1], f[1:], check_every=4)
     np.testing.assert_array_equal(batch, masked)
+    # a whole video is solved in chunks of max_batch pairs
+    np.testing.assert_array_equal(batch, tvl1_flow_batch(f[:-1], f[1:], max_batch=2))
 
 
 def test_float_input_is_scaled_like_opencv():
@@ -222,6 +224,8 @@ def test_invalid_params_raise_clear_errors():
         tvl1_flow_batch([[[0]]], a)
     with pytest.raises(ValueError, match="check_every"):
         tvl1_flow_batch(a, a, check_every=0)
+    with pytest.raises(ValueError, match="max_batch"):
+        tvl1_flow_batch(a, a, max_batch=0)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised when CUDA is absent")

@@ -250,3 +250,13 @@ def test_real_clips_agree_with_opencv_at_224px(shared_data: Path):
     assert e.mean() <= 0.15, f"mean EPE {e.mean():.4f} px"
     assert np.percentile(e, 95) < 0.5
     assert (np.abs(quantize(ours) - quantize(ref)) <= 1).mean() > 0.99
+
+
+@pytest.mark.slow
+def test_compiled_path_gives_the_same_flow(shared_data: Path):
+    """compile=True (torch.compile of the iteration and the median; minutes of compilation on a
+    small CPU) must not change the result: on CPU it is bit-identical to eager mode."""
+    f = clip_frames(shared_data / CLIPS[1], 3, 48)
+    eager = tvl1_flow_batch(f[:-1], f[1:])
+    np.testing.assert_array_equal(tvl1_flow_batch(f[:-1], f[1:], compile=True), eager)
+    np.testing.assert_array_equal(tvl1_flow_batch(f[:-1], f[1:], compile=True, check_every=3), eager)

@@ -164,6 +164,27 @@ def random_i3d(in_channels: int, seed: int) -> I3D:
     return model.eval()
 
 
+_CACHE: dict[tuple, tuple[I3D, I3D]] = {}
+
+
+def cached_backbones(settings: Any) -> tuple[I3D, I3D]:
+    """:func:`build_backbones`, memoised on what determines the weights (checkpoint contents by
+    sha256, or the random seed), so that a worker extracting many videos loads them once."""
+    from extractors.settings import checkpoint_sha256
+
+    key = (
+        settings.backbone,
+        bool(settings.random_backbone),
+        int(settings.random_seed) if settings.random_backbone else None,
+        None if settings.random_backbone else checkpoint_sha256(settings.rgb_checkpoint),
+        None if settings.random_backbone else checkpoint_sha256(settings.flow_checkpoint),
+    )
+    if key not in _CACHE:
+        _CACHE.clear()  # keep one pair: they are ~100 MB
+        _CACHE[key] = build_backbones(settings)
+    return _CACHE[key]
+
+
 def build_backbones(settings: Any) -> tuple[I3D, I3D]:
     """(rgb_model, flow_model) on CPU for an ExtractSettings: checkpoints, or the seeded
     random backbone when ``random_backbone`` is set. Refuses to guess when neither is given."""

@@ -244,12 +244,12 @@ def extract_video_features(
 
     from tqdm import tqdm
 
-    from extractors.checkpoints import build_backbones
+    from extractors.checkpoints import cached_backbones
 
     t_start = time.perf_counter()
     container, _ = open_video(video_path)  # fail fast on unusable input, before loading weights
     container.close()
-    rgb_model, flow_model = models if models is not None else build_backbones(settings)
+    rgb_model, flow_model = models if models is not None else cached_backbones(settings)
     device = resolve_device(settings.device)
     run_rgb = I3DRunner(rgb_model, device, settings.precision)
     run_flow = I3DRunner(flow_model, device, settings.precision)

@@ -19,7 +19,8 @@ choices so that I3D sees the flow distribution it was trained on:
   step (v), divergence of p (backward differences, zero outside), primal step (u), forward
   gradient (zero on the last row/column) and dual step; the loop stops as soon as the summed
   squared update of u is <= ``epsilon² · H·W`` (checked after every iteration, as OpenCV does);
-* a 5×5 median filter (edge replication) of u at the start of every outer iteration.
+* a ``median_filtering``² (5×5) median of u, exact with edge replication like cv::medianBlur,
+  at the start of every outer iteration.
 
 Batching: each pair keeps its own stopping state. A pair that has converged in the current warp is
 frozen (its u and p are no longer updated), so every pair gets exactly the iterations it would get

@@ -192,6 +192,11 @@ def test_warp_and_pyramid_resize_match_cv2():
     np.testing.assert_allclose(tvl1_torch._resize(torch.from_numpy(small)[None], img.shape, scale)[0].numpy(), up, atol=2e-3)
 
 
+def test_constant_frames_give_zero_flow():
+    a = np.full((2, 32, 40), 100, np.uint8)
+    np.testing.assert_array_equal(tvl1_flow_batch(a, a), np.zeros((2, 32, 40, 2), np.float32))
+
+
 def test_empty_batch():
     out = tvl1_flow_batch(np.zeros((0, 20, 20), np.uint8), np.zeros((0, 20, 20), np.uint8))
     assert out.shape == (0, 20, 20, 2)

@@ -48,13 +48,12 @@ step() {  # step NAME TIMEOUT_S CMD...
     step flow_224_cuda 130 "$PY" bench/bench_flow.py --device cuda --resolutions 224 \
         --pairs 512 --batch 256,1024 --cv-pairs 24 --procs "$(nproc)" --cpu-pairs 0 --videos "$SHARED_VIDEOS"
 
-    # 2. Other resolutions, smaller samples.
-    step flow_other_res_cuda 60 "$PY" bench/bench_flow.py --device cuda --resolutions 112,340x256 \
-        --pairs 256 --batch 256 --cv-pairs 8 --procs 0 --cpu-pairs 0 --videos "$SHARED_VIDEOS"
-
-    # 3-4. Other benchmarks, written by the other parts of the project, when present.
+    # 2-3. Other benchmarks, written by the other parts of the project, when present. Their
+    #      default clip lies beside the checkout, so hand them one from SHARED_VIDEOS.
+    VID=$(find "$SHARED_VIDEOS" -name test.mp4 2>/dev/null | head -n 1)
+    [ -z "$VID" ] && VID=$(find "$SHARED_VIDEOS" -name '*.mp4' 2>/dev/null | head -n 1)
     if [ -f bench/bench_extract.py ]; then
-        step bench_extract 45 "$PY" bench/bench_extract.py --device cuda
+        step bench_extract 60 "$PY" bench/bench_extract.py ${VID:+"$VID"} --device cuda
     else
         echo "=== SKIP bench_extract: bench/bench_extract.py absent"
     fi
@@ -63,10 +62,18 @@ step() {  # step NAME TIMEOUT_S CMD...
     else
         echo "=== SKIP bench_train: bench/bench_train.py absent"
     fi
-    # 5. torch.compile variant (fused iteration; includes its one-off compile time in a warm-up).
-    step flow_224_cuda_compiled 150 "$PY" bench/bench_flow.py --device cuda --resolutions 224 \
+    # 4. torch.compile variant (fused iteration; includes its one-off compile time in a warm-up).
+    step flow_224_cuda_compiled 120 "$PY" bench/bench_flow.py --device cuda --resolutions 224 \
         --pairs 1024 --batch 1024 --cv-pairs 8 --procs 0 --cpu-pairs 0 --compile --videos "$SHARED_VIDEOS"
 
+    # 5. Other resolutions, smaller samples.
+    step flow_other_res_cuda 60 "$PY" bench/bench_flow.py --device cuda --resolutions 112,340x256 \
+        --pairs 256 --batch 256 --cv-pairs 8 --procs 0 --cpu-pairs 0 --videos "$SHARED_VIDEOS"
+
+    # 6. Extraction with the torch flow backend on the GPU.
+    if [ -f bench/bench_extract.py ]; then
+        step bench_extract_torch_flow 45 "$PY" bench/bench_extract.py ${VID:+"$VID"} --device cuda --flow-backend torch
+    fi
     echo
     echo "gpu_check.sh done in $((SECONDS - START))s"
 } 2>&1 | tee "$LOG"

@@ -81,7 +81,12 @@ def _resolve_params(params: Any) -> _Params:
     missing = [n for n in _PARAM_NAMES if not hasattr(params, n)]
     if missing:
         raise TypeError(f"TV-L1 params object {type(params).__name__} lacks field(s) {', '.join(missing)}")
-    p = _Params(**{n: getattr(params, n) for n in _PARAM_NAMES})
+    ints = ("nscales", "warps", "inner_iterations", "outer_iterations", "median_filtering")
+    raw = {n: getattr(params, n) for n in _PARAM_NAMES}
+    for name in ints:
+        if int(raw[name]) != raw[name]:
+            raise ValueError(f"tvl1.{name}={raw[name]!r} must be an integer")
+    p = _Params(**{n: int(v) if n in ints else float(v) for n, v in raw.items()})
     if p.gamma != 0:
         raise ValueError(f"tvl1.gamma={p.gamma}: only gamma=0 (no illumination term) is implemented")
     if not 0 < p.scale_step < 1:

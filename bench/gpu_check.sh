@@ -52,7 +52,12 @@ step() {  # step NAME TIMEOUT_S CMD...
     #      default clip lies beside the checkout, so hand them one from SHARED_VIDEOS.
     VID=$(find "$SHARED_VIDEOS" -name test.mp4 2>/dev/null | head -n 1)
     [ -z "$VID" ] && VID=$(find "$SHARED_VIDEOS" -name '*.mp4' 2>/dev/null | head -n 1)
-    if [ -f bench/bench_extract.py ]; then
+    # I3D throughput per stream/batch/precision needs only torch (no video decoding).
+    step bench_i3d 70 "$PY" bench/bench_i3d.py --device cuda --batch-sizes 8,32 --precisions fp32,bf16,fp16 --iters 5
+    # bench_extract decodes with PyAV, which a bare GPU image may lack.
+    if ! "$PY" -c "import av" 2>/dev/null; then
+        echo "=== SKIP bench_extract: PyAV is not installed here"
+    elif [ -f bench/bench_extract.py ]; then
         step bench_extract 60 "$PY" bench/bench_extract.py ${VID:+"$VID"} --device cuda
     else
         echo "=== SKIP bench_extract: bench/bench_extract.py absent"
@@ -71,7 +76,7 @@ step() {  # step NAME TIMEOUT_S CMD...
         --pairs 256 --batch 256 --cv-pairs 8 --procs 0 --cpu-pairs 0 --videos "$SHARED_VIDEOS"
 
     # 6. Extraction with the torch flow backend on the GPU.
-    if [ -f bench/bench_extract.py ]; then
+    if [ -f bench/bench_extract.py ] && "$PY" -c "import av" 2>/dev/null; then
         step bench_extract_torch_flow 45 "$PY" bench/bench_extract.py ${VID:+"$VID"} --device cuda --flow-backend torch
     fi
     echo

@@ -32,7 +32,7 @@ def start_run_log(output_dir: str | os.PathLike) -> Path:
     beside it (scale-out) writes its own.
     """
     root = str(Path(output_dir).resolve())
-    if _active["pid"] == os.getpid() and _active["root"] == root:
+    if _active["root"] == root:   # also in worker processes forked from the one that opened it
         return _active["path"]
     if _active["handler"] is not None:
         logging.getLogger().removeHandler(_active["handler"])

@@ -32,6 +32,7 @@ import luigi
 from pipeline.config import load_config, parse_overrides, settings_hash
 from pipeline.demo import DemoSpec, plan_demo
 from pipeline.featstore import assign_video_ids
+from pipeline.runlog import start_run_log
 
 # File name extensions taken as videos. Other files in the directory are listed in the
 # summary as skipped (never silently ignored) but do not fail the run.
@@ -52,6 +53,12 @@ class PipelineTask(luigi.Task):
     config = luigi.Parameter(default="", description="thumos14 | activitynet12 | demo | a YAML path; "
                                                      "default: demo without --video-dir, else thumos14")
     overrides = luigi.Parameter(default="", description='e.g. "train.epochs=5 extract.crop=112"')
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # One log file per luigi command, opened as soon as the command builds its tasks, so
+        # that even a run with nothing to do leaves a record.
+        start_run_log(self.output_dir)
 
     # ---- resolved inputs -------------------------------------------------------------------
     @property

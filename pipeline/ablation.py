@@ -54,6 +54,8 @@ class AblationRow:
             raise AblationError(f"{where}: unknown key(s) {unknown} (known: group, name, overrides)")
         if not d.get("name"):
             raise AblationError(f"{where}: a row needs a non-empty 'name'")
+        if "," in str(d["name"]):
+            raise AblationError(f"{where}: row name {d['name']!r} must not contain ',' (--rows separates names with commas)")
         ov = d.get("overrides") or []
         if isinstance(ov, str) or not all(isinstance(o, str) for o in ov):
             raise AblationError(f"{where} ({d['name']}): 'overrides' must be a list of 'key=value' strings")
@@ -301,6 +303,43 @@ def run_ablation(
     return summarize(spec, runs)
 
 
+def collect_table(spec: AblationSpec, out_dir: str | os.PathLike, *, write: bool = True) -> dict[str, Any]:
+    """The table of the runs already finished in ``out_dir`` (no training), e.g. after
+    running different rows with different seed sets into one folder. A run counts only when
+    its metrics belong to the row's current settings (other runs are ignored)."""
+    out = Path(out_dir)
+    runs: list[RunResult] = []
+    for seed in spec.seeds:
+        for row in spec.rows:
+            run_dir = out / "runs" / slug(row.name) / f"seed{seed}"
+            mp = run_dir / "metrics.json"
+            if not mp.is_file():
+                continue
+            m = json.loads(mp.read_text(encoding="utf-8"))
+            if _rounded(m.get("config")) != _rounded(spec.run_config(row, seed)):
+                continue
+            runs.append(RunResult(row.name, seed, m["tiou_thresholds"], m["map"], m["average_map"],
+                                  m.get("classification_map"), str(run_dir), m.get("seconds", 0.0), m.get("warnings", [])))
+    if not runs:
+        raise AblationError(f"{out}: no finished runs of this ablation")
+    table = summarize(spec, runs)
+    if write:
+        _write_table(out, table)
+    return table
+
+
+def _rounded(obj: Any) -> Any:
+    """Settings compared up to float round-off (12 significant digits): a threshold list
+    rebuilt 1 ulp differently is the same setting."""
+    if isinstance(obj, float):
+        return float(f"{obj:.12g}")
+    if isinstance(obj, Mapping):
+        return {k: _rounded(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_rounded(v) for v in obj]
+    return obj
+
+
 def _at(r: RunResult, t: float) -> str:
     for tt, m in zip(r.tiou_thresholds, r.map):
         if abs(tt - t) < 1e-9:
@@ -367,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", help="comma-separated seeds (default: the file's)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="extra override for every row (after the file's common overrides)")
+    p.add_argument("--collect-only", action="store_true",
+                   help="train nothing: rebuild the table from the runs already finished in --out")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     try:
@@ -378,7 +419,10 @@ def main(argv: list[str] | None = None) -> int:
                 spec.run_config(row, spec.seeds[0])
         spec = spec.select([s.strip() for s in a.rows.split(",")] if a.rows else None,
                            [int(s) for s in a.seeds.split(",")] if a.seeds else None)
-        table = run_ablation(spec, a.store, a.gt, a.out, progress=not a.no_progress)
+        if a.collect_only:
+            table = collect_table(spec, a.out)
+        else:
+            table = run_ablation(spec, a.store, a.gt, a.out, progress=not a.no_progress)
     except (AblationError, AnnotationError, ConfigError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ import pytest
 from pipeline.ablation import (
     AblationError,
     AblationSpec,
+    collect_table,
     format_markdown,
     load_ablation_spec,
     main,
@@ -80,11 +81,18 @@ def test_two_rows_two_seeds_table_is_the_evaluators(tiny_bench, tmp_path):
     again = run_ablation(_spec(), tiny_bench / "features", tiny_bench / "gt.json", out, progress=False, log=lambda s: None)
     assert again["rows"] == table["rows"]
     assert {p: p.stat().st_mtime_ns for p in out.rglob("metrics.json")} == stamps
+    # the table can be rebuilt from the finished runs alone; a row whose settings changed has none
+    assert collect_table(_spec(), out, write=False)["rows"] == table["rows"]
+    changed = _spec(rows=[{"name": "full", "overrides": ["loss.weights.hal=0.3"]}])
+    with pytest.raises(AblationError, match="no finished runs"):
+        collect_table(changed, out, write=False)
 
 
 def test_spec_validation_names_the_problem(tmp_path):
     with pytest.raises(AblationError, match="row 'bad'.*loss.weights.hall"):
         _spec(rows=[{"name": "bad", "overrides": ["loss.weights.hall=0"]}])
+    with pytest.raises(AblationError, match="must not contain ','"):
+        _spec(rows=[{"name": "a, b"}])
     with pytest.raises(AblationError, match="duplicate row name"):
         _spec(rows=[{"name": "a"}, {"name": "a"}])
     with pytest.raises(AblationError, match="unknown key.*'seed'"):

@@ -107,8 +107,15 @@ class PipelineTask(luigi.Task):
     def skipped_files(self) -> list[tuple[str, str]]:
         if self.is_demo or not self.videos_path.is_dir():
             return []
-        return [(p.name, "extension not a known video type") for p in sorted(self.videos_path.iterdir())
-                if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in VIDEO_EXTENSIONS]
+        out = []
+        for p in sorted(self.videos_path.iterdir()):
+            if not p.is_file():
+                continue
+            if p.name.startswith("."):
+                out.append((p.name, "hidden file"))
+            elif p.suffix.lower() not in VIDEO_EXTENSIONS:
+                out.append((p.name, "extension not a known video type"))
+        return out
 
     def input_identity(self, path: Path | None) -> str | None:
         """Content hash of an input file (labels, ground truth); demo inputs are fixed by its spec."""

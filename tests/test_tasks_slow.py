@@ -100,7 +100,7 @@ def test_bad_input_directory_completes_for_every_good_video(tmp_path):
     (vids / "truncated.mp4").write_bytes(good[: len(good) // 2])
     (vids / "text.avi").write_text("not a video at all\n" * 100)
     _write_audio_only(vids / "audio only.mp4")
-    _write_short(vids / "tiny.mp4", 2)
+    _write_short(vids / "tiny.mp4", 1)   # one frame: no flow possible
     corrupt = bytearray(good)
     mid = len(corrupt) // 2
     corrupt[mid:mid + 400] = os.urandom(400)
@@ -109,7 +109,9 @@ def test_bad_input_directory_completes_for_every_good_video(tmp_path):
     # two names that collide after sanitising, and one that is only punctuation
     (vids / "a b.mp4").write_bytes(good)
     (vids / "a_b.mp4").write_bytes(good)
-    (vids / "...mp4").write_bytes(good)
+    (vids / "%%%.mp4").write_bytes(good)      # sanitises to the fallback id "video"...
+    (vids / "&&&.mp4").write_bytes(good)      # ...and so does this one
+    (vids / ".hidden.mp4").write_bytes(good)  # hidden: skipped, and listed as such
     out = tmp_path / "out"
 
     proc = run(luigi_cmd("RunAll", data, out, OVERRIDES + " train.epochs=2", "--local-scheduler"), tmp_path)
@@ -119,7 +121,7 @@ def test_bad_input_directory_completes_for_every_good_video(tmp_path):
     for name in ("zero.mp4", "truncated.mp4", "text.avi", "audio only.mp4", "tiny.mp4"):
         assert by_src[name]["status"] == "failed" and by_src[name]["reason"], name
         assert by_src[name]["reason"] in proc.stderr, name
-    for name in ("ünïcödé ñame.mp4", "a b.mp4", "a_b.mp4", "...mp4") + tuple(f"demo_{i:03d}.mp4" for i in range(6)):
+    for name in ("ünïcödé ñame.mp4", "a b.mp4", "a_b.mp4", "%%%.mp4", "&&&.mp4") + tuple(f"demo_{i:03d}.mp4" for i in range(6)):
         assert by_src[name]["status"] == "ok", (name, by_src[name])
     # corrupted frames mid-stream: either decoded around (ok) or rejected with a reason
     assert by_src["corrupt middle.mp4"]["status"] in ("ok", "failed") and (
@@ -127,6 +129,8 @@ def test_bad_input_directory_completes_for_every_good_video(tmp_path):
     ids = [v["video_id"] for v in index["videos"]]
     assert len(set(ids)) == len(ids)
     assert by_src["a b.mp4"]["video_id"] != by_src["a_b.mp4"]["video_id"]
+    assert by_src["%%%.mp4"]["video_id"] != by_src["&&&.mp4"]["video_id"]
+    assert ".hidden.mp4" not in by_src
     feature_dir = Path(index["feature_dir"])
     for v in index["videos"]:
         path = feature_dir / f"{v['video_id']}.h5"
@@ -137,6 +141,7 @@ def test_bad_input_directory_completes_for_every_good_video(tmp_path):
     summary = (out / "summary.txt").read_text()
     for v in index["videos"]:
         assert v["video_id"] in summary
+    assert "SKIPPED .hidden.mp4: hidden file" in summary
     assert not leftovers(out)
 
 

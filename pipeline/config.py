@@ -15,12 +15,39 @@ import copy
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import yaml
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-3`` as a float.
+
+    PyYAML follows YAML 1.1, where a float needs a dot (``1.0e-3``), so ``train.lr=1e-3`` would
+    otherwise arrive as the string "1e-3" -- a trap for every user typing a learning rate.
+    """
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def _yaml(text: str):
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 -- a SafeLoader subclass
 
 
 class ConfigError(ValueError):
@@ -51,7 +78,7 @@ def _load_with_bases(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
     if path in seen:
         raise ConfigError(f"{path}: circular inherit chain {[str(p) for p in seen]}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = _yaml(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({e})") from e
     if not isinstance(data, dict):
@@ -101,7 +128,7 @@ def apply_override(cfg: dict[str, Any], item: str) -> None:
     if not isinstance(node, dict) or parts[-1] not in node:
         raise ConfigError(f"override {item!r}: unknown setting {key!r}")
     try:
-        node[parts[-1]] = yaml.safe_load(raw)
+        node[parts[-1]] = _yaml(raw)
     except yaml.YAMLError as e:
         raise ConfigError(f"override {item!r}: value is not valid YAML ({e})") from e
 

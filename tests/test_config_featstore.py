@@ -27,6 +27,14 @@ def test_dataset_configs_inherit_and_override():
         load_config("thumos14", ["train.epoch=3"])
 
 
+def test_exponent_without_dot_is_a_float():
+    # YAML 1.1 reads "1e-3" as a string; users type learning rates that way.
+    cfg = load_config("thumos14", ["train.lr=1e-3", "train.weight_decay=5E-4", "train.seed=7"])
+    assert cfg["train"]["lr"] == 0.001 and isinstance(cfg["train"]["lr"], float)
+    assert cfg["train"]["weight_decay"] == 0.0005
+    assert cfg["train"]["seed"] == 7 and isinstance(cfg["train"]["seed"], int)
+
+
 def test_unknown_key_in_dataset_file_is_rejected(tmp_path: Path):
     (tmp_path / "b.yaml").write_text("train: {epochs: 1}\n")
     (tmp_path / "d.yaml").write_text("inherit: [b.yaml]\ntrain: {epohcs: 2}\n")

@@ -36,7 +36,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -44,6 +43,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from hamnet.atomic import write_json_atomic  # noqa: F401 -- part of this module's API
 
 MODES = ("activitynet", "thumos14")
 AMBIGUOUS_LABEL = "Ambiguous"
@@ -748,23 +748,6 @@ def format_table(result: DetectionResult) -> str:
     if result.classification_map is not None:
         lines.append(f"classification mAP: {100 * result.classification_map:.2f}")
     return "\n".join(lines)
-
-
-def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
-    """Write JSON through a temporary file in the same folder, so a crash leaves no partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def main(argv: Sequence[str] | None = None) -> int:

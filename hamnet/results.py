@@ -11,33 +11,17 @@ import csv
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from hamnet.localize import Segment
+from hamnet.atomic import write_text_atomic
 
 CSV_COLUMNS = ("video-id", "t-start", "t-end", "label", "score")
 
 
 class ResultsError(ValueError):
     """A results file is malformed; the message names the file and what is wrong."""
-
-
-def _atomic_write_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def write_segments_csv(path: str | os.PathLike, video_id: str, segments: Sequence[Segment]) -> Path:
@@ -47,7 +31,7 @@ def write_segments_csv(path: str | os.PathLike, video_id: str, segments: Sequenc
     w.writerow(CSV_COLUMNS)
     for s in segments:
         w.writerow([video_id, repr(float(s.t_start)), repr(float(s.t_end)), s.label, repr(float(s.score))])
-    return _atomic_write_text(Path(path), buf.getvalue())
+    return write_text_atomic(Path(path), buf.getvalue())
 
 
 def read_segments_csv(path: str | os.PathLike) -> dict[str, list[Segment]]:
@@ -81,7 +65,7 @@ def results_to_dict(results: Mapping[str, Sequence[Segment]], version: str = "HA
 
 def write_results_json(path: str | os.PathLike, results: Mapping[str, Sequence[Segment]], version: str = "HAM-Net") -> Path:
     """Write ``{video: [Segment]}`` as an ActivityNet results JSON, atomically."""
-    return _atomic_write_text(Path(path), json.dumps(results_to_dict(results, version), indent=1) + "\n")
+    return write_text_atomic(Path(path), json.dumps(results_to_dict(results, version), indent=1) + "\n")
 
 
 def read_results_json(path: str | os.PathLike) -> dict[str, list[Segment]]:

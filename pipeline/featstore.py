@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,8 @@ from typing import Any, Iterator, Mapping
 
 import h5py
 import numpy as np
+
+from hamnet.atomic import atomic_path
 
 FORMAT_VERSION = 1
 REQUIRED_ATTRS = ("fps", "frames_per_snippet", "n_frames", "duration", "source", "video_id")
@@ -137,10 +138,7 @@ def write_features(
         raise FeatureStoreError(f"{path}: rgb has T={rgb.shape[0]} but flow has T={flow.shape[0]}")
     if not (np.isfinite(rgb).all() and np.isfinite(flow).all()):
         raise FeatureStoreError(f"{path}: features contain NaN or inf; refusing to cache them")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             f.create_dataset("rgb", data=rgb)
             f.create_dataset("flow", data=flow)
@@ -158,13 +156,6 @@ def write_features(
             attrs.update(extra_attrs or {})
             for k, v in attrs.items():
                 f.attrs[k] = v
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
+from hamnet.atomic import atomic_open
 
 
 class LabelsError(ValueError):
@@ -54,22 +54,13 @@ def read_labels_csv(path: str | os.PathLike) -> dict[str, list[str]]:
 
 def write_labels_csv(path: str | os.PathLike, labels: Mapping[str, Sequence[str]]) -> Path:
     """Write labels atomically, videos sorted; a video with no labels gets one empty-label row."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
-            w.writerow(["video", "label"])
-            for video in sorted(labels):
-                for label in labels[video] or [""]:
-                    w.writerow([video, label])
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    with atomic_open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["video", "label"])
+        for video in sorted(labels):
+            for label in labels[video] or [""]:
+                w.writerow([video, label])
+    return Path(path)
 
 
 def labels_from_ground_truth(gt: Mapping[str, Any], subset: str | None = None) -> dict[str, list[str]]:

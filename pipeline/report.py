@@ -16,7 +16,6 @@ import html
 import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -26,6 +25,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display on workers; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from hamnet.atomic import atomic_open, write_text_atomic
 
 
 @dataclass
@@ -66,17 +66,9 @@ def save_timelines(path: str | os.PathLike, timelines: Sequence[Timeline]) -> Pa
         meta.append({"video_id": t.video_id, "seconds_per_snippet": float(t.seconds_per_snippet),
                      "classes": list(t.classes), "segments": list(t.segments)})
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        # A file object, not a name: np.savez would append ".npz" to the temporary name.
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    # A file object, not a name: np.savez would append ".npz" to a temporary name.
+    with atomic_open(path, "wb") as fh:
+        np.savez(fh, **arrays)
     return path
 
 
@@ -231,16 +223,4 @@ def render_report(
 
 def write_report(path: str | os.PathLike, **kwargs: Any) -> Path:
     """Render (see :func:`render_report`) and write the HTML report atomically."""
-    text = render_report(**kwargs)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_text_atomic(path, render_report(**kwargs))

@@ -12,11 +12,12 @@ import datetime as _dt
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from pipeline.report import VideoOutcome
+from hamnet.atomic import write_json_atomic as _write_json
+from hamnet.atomic import write_text_atomic  # noqa: F401 -- re-exported for tasks
 
 log = logging.getLogger("hamnet.pipeline")
 
@@ -52,25 +53,8 @@ def start_run_log(output_dir: str | os.PathLike) -> Path:
     return path
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
-    return write_text_atomic(path, json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+    return _write_json(path, obj, indent=1, sort_keys=True, ensure_ascii=False)
 
 
 def read_json(path: str | os.PathLike) -> Any:

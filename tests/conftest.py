@@ -16,3 +16,18 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data folder {SHARED_DATA} is absent (set HAMNET_SHARED_DATA to its location)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run a module's tests with one torch thread, restoring the count afterwards.
+
+    Small tensors gain nothing from intra-op threads, and on a busy 2-core machine OpenMP
+    spin-waiting made them up to 20x slower (measured while other jobs ran).
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

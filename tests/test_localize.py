@@ -17,13 +17,7 @@ from hamnet.train import load_checkpoint, train_hamnet
 from hamnet_synth import planted_dataset
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors: one thread avoids OpenMP spin-waiting on the shared 2-core machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 SPS = 0.64

@@ -23,14 +23,7 @@ A = torch.tensor([[0.9, 0.1, 0.5, 0.05]], dtype=torch.float64)
 Y = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
 # Both readings drop t0 and t2 here: authors a >= 0.2 * 0.9 = 0.18, paper a >= 0.2.
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors: one thread avoids OpenMP spin-waiting on the shared 2-core machine
-    # (measured 20x slower with 2 threads while other jobs run). Restored afterwards.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 

@@ -16,14 +16,7 @@ from extractors.tvl1_torch import pyramid_sizes, tvl1_flow_batch
 CLIPS = ("videos/mmaction2/demo/demo.mp4", "videos/mmaction2/tests/data/test.avi")
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    # The project machine has 2 shared cores; torch's intra-op threads spinning against the other
-    # jobs make CPU runs 10x slower, and one thread is what a per-process worker would use anyway.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def opencv_flow(prev: np.ndarray, nxt: np.ndarray, params: TVL1Params | None = None) -> np.ndarray:

@@ -15,6 +15,7 @@ READINGS = ("authors", "paper")
 DROP_MODES = ("selective", "random", "inverse")
 NMS_IOU = ("authors", "plain")
 DEVICES = ("auto", "cpu", "cuda")
+INPUT_NORMS = ("none", "standardize")
 
 
 def _strict_kwargs(cls: type, d: Mapping[str, Any], section: str) -> dict[str, Any]:
@@ -51,6 +52,7 @@ class ModelConfig:
     dropout: float = 0.7
     leaky_slope: float = 0.2
     smooth_kernel: int = 0
+    input_norm: str = "none"      # none | standardize (per-dimension, statistics of the training features)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ModelConfig":
@@ -68,6 +70,7 @@ class ModelConfig:
         # An even kernel with stride 1 and padding k//2 would change T; the authors use odd ones.
         _check(cfg.smooth_kernel == 0 or (cfg.smooth_kernel > 0 and cfg.smooth_kernel % 2 == 1),
                f"model.smooth_kernel must be 0 (off) or a positive odd number, got {cfg.smooth_kernel}")
+        _check(cfg.input_norm in INPUT_NORMS, f"model.input_norm must be one of {INPUT_NORMS}, got {cfg.input_norm!r}")
         return cfg
 
     def to_dict(self) -> dict[str, Any]:

@@ -143,8 +143,16 @@ def train_hamnet(features: Mapping[str, np.ndarray], labels: Mapping[str, Sequen
 
     # Check every video once up front, so a bad one fails now and not after hours of training.
     lengths = []
+    standardize = model_cfg.input_norm == "standardize"
+    s1 = np.zeros(model_cfg.feature_dim, np.float64)
+    s2 = np.zeros(model_cfg.feature_dim, np.float64)
     for vid in tqdm(video_ids, desc="checking features", disable=not progress, leave=False):
-        lengths.append(int(_load_video(features, vid, model_cfg.feature_dim).shape[0]))
+        x = _load_video(features, vid, model_cfg.feature_dim)
+        lengths.append(int(x.shape[0]))
+        if standardize:  # statistics over every training snippet, in the same pass
+            x64 = x.astype(np.float64)
+            s1 += x64.sum(0)
+            s2 += (x64 * x64).sum(0)
     in_memory = isinstance(features, dict)
 
     device = torch.device(resolve_device(train_cfg.device))
@@ -156,7 +164,12 @@ def train_hamnet(features: Mapping[str, np.ndarray], labels: Mapping[str, Sequen
     fork_devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork_devices):
         torch.manual_seed(train_cfg.seed)
-        model = build_hamnet(model_cfg, len(classes)).to(device)
+        model = build_hamnet(model_cfg, len(classes))
+        if standardize:
+            n = float(sum(lengths))
+            mean = s1 / n
+            model.input_norm.set_statistics(torch.from_numpy(mean), torch.from_numpy(np.sqrt(np.maximum(s2 / n - mean * mean, 0.0))))
+        model = model.to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
         start_epoch = _maybe_resume(resume_path(checkpoint_path), fingerprint, model, optimizer, device)
 

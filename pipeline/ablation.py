@@ -19,7 +19,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import yaml
 
+from hamnet.atomic import write_json_atomic, write_text_atomic
 from pipeline.annotations import AnnotationError, read_ground_truth_json, select_subset, video_labels
 from pipeline.config import ConfigError, load_config, resolve_config_path, settings_hash
 from pipeline.featstore import FeatureStore
@@ -183,16 +183,7 @@ def load_store_in_memory(store_dir: str | os.PathLike, video_ids: Sequence[str])
 
 
 def _atomic_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_json_atomic(path, obj, indent=1)
 
 
 def run_one(
@@ -387,11 +378,7 @@ def format_markdown(table: Mapping[str, Any]) -> str:
 
 def _write_table(out: Path, table: Mapping[str, Any]) -> None:
     _atomic_json(out / "ablation.json", table)
-    md = out / "ablation.md"
-    fd, tmp = tempfile.mkstemp(prefix=".ablation.md.", suffix=".partial", dir=out)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(format_markdown(table))
-    os.replace(tmp, md)
+    write_text_atomic(out / "ablation.md", format_markdown(table))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,13 +27,13 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from hamnet.atomic import write_json_atomic
 from pipeline.safe_pickle import UnsafePickleError, safe_load_npy
 
 AMBIGUOUS = "Ambiguous"
@@ -373,18 +373,7 @@ def select_subset(gt: Mapping[str, Any], subset: str) -> dict[str, Any]:
 def write_ground_truth_json(path: str | os.PathLike, gt: Mapping[str, Any]) -> Path:
     """Write ground truth atomically (temp file in the same folder, then rename)."""
     validate_ground_truth(gt, source=str(path))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(gt, fh, indent=1, sort_keys=False)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_json_atomic(path, gt, indent=1)
 
 
 def read_ground_truth_json(path: str | os.PathLike) -> dict[str, Any]:

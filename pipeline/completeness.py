@@ -35,7 +35,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -43,6 +42,7 @@ from typing import Any, Mapping
 import numpy as np
 from tqdm import tqdm
 
+from hamnet.atomic import write_json_atomic
 from pipeline.annotations import (
     AMBIGUOUS,
     count_segments,
@@ -386,16 +386,7 @@ def attention_profile(checkpoint: str | os.PathLike, bench_dir: str | os.PathLik
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_json_atomic(path, obj, indent=1)
 
 
 def main(argv: list[str] | None = None) -> int:

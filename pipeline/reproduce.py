@@ -18,11 +18,11 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from hamnet.atomic import write_json_atomic
 from pipeline.annotations import (
     AMBIGUOUS,
     AnnotationError,
@@ -173,10 +173,7 @@ def reproduce(
                "paper": {"map": {str(k): v for k, v in recipe.paper.map.items()}, "average": recipe.paper.average,
                          "source": recipe.paper.source},
                "table_markdown": table}
-    fd, tmp = tempfile.mkstemp(prefix=".metrics.json.", suffix=".partial", dir=work)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(metrics, fh, indent=1, default=float)
-    os.replace(tmp, work / "metrics.json")
+    write_json_atomic(work / "metrics.json", metrics, indent=1, default=float)
     log(format_table(res))
     log(table)
     return metrics

@@ -15,9 +15,9 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from pipeline.report import VideoOutcome
 from hamnet.atomic import write_json_atomic as _write_json
 from hamnet.atomic import write_text_atomic  # noqa: F401 -- re-exported for tasks
+from pipeline.report import VideoOutcome
 
 log = logging.getLogger("hamnet.pipeline")
 

@@ -10,13 +10,7 @@ from hamnet.localize import localize_video
 from hamnet.model import build_hamnet
 from hamnet.train import load_checkpoint, train_hamnet
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _features(seed: int = 0):

@@ -93,22 +93,18 @@ def _load_with_bases(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
 
 
 def merge(base: Mapping[str, Any], update: Mapping[str, Any], *, strict: bool, where: str) -> dict[str, Any]:
-    """Return ``base`` updated by ``update`` section by section.
+    """Return ``base`` updated by ``update``, recursing into nested mappings.
 
-    With ``strict``, ``update`` may only set keys that ``base`` defines (two levels deep:
-    section and key), so that a misspelt setting is reported instead of silently ignored.
+    With ``strict``, ``update`` may only set keys that ``base`` defines, at every level, so that a
+    misspelt setting is reported instead of silently ignored. Only the keys given change: a
+    dataset file may set ``extract.tvl1.nscales`` alone and keep the base's other TV-L1 values.
     """
     out = copy.deepcopy(dict(base))
     for key, val in update.items():
         if strict and key not in out:
-            raise ConfigError(f"{where}: unknown section {key!r} (known: {sorted(out)})")
+            raise ConfigError(f"{where}: unknown setting {key!r} (known: {sorted(out)})")
         if isinstance(val, Mapping) and isinstance(out.get(key), Mapping):
-            sect = dict(out[key])
-            for k, v in val.items():
-                if strict and k not in sect:
-                    raise ConfigError(f"{where}: unknown setting {key}.{k} (known: {sorted(sect)})")
-                sect[k] = copy.deepcopy(v)
-            out[key] = sect
+            out[key] = merge(out[key], val, strict=strict, where=f"{where}: {key}")
         else:
             out[key] = copy.deepcopy(val)
     return out

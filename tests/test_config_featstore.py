@@ -27,6 +27,16 @@ def test_dataset_configs_inherit_and_override():
         load_config("thumos14", ["train.epoch=3"])
 
 
+def test_nested_settings_merge_key_by_key():
+    demo, base = load_config("demo"), load_config("thumos14")
+    # demo.yaml sets only the pyramid; the other TV-L1 values come from the base.
+    assert demo["extract"]["tvl1"]["nscales"] == 3 and demo["extract"]["tvl1"]["warps"] == 3
+    assert {k: v for k, v in demo["extract"]["tvl1"].items() if k not in ("nscales", "warps")} == \
+        {k: v for k, v in base["extract"]["tvl1"].items() if k not in ("nscales", "warps")}
+    with pytest.raises(ConfigError, match="nscale"):
+        load_config("thumos14", ["extract.tvl1.nscale=3"])
+
+
 def test_exponent_without_dot_is_a_float():
     # YAML 1.1 reads "1e-3" as a string; users type learning rates that way.
     cfg = load_config("thumos14", ["train.lr=1e-3", "train.weight_decay=5E-4", "train.seed=7"])

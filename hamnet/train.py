@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from hamnet.atomic import atomic_path
 from hamnet.config import LossConfig, ModelConfig, TrainConfig, resolve_device
 from hamnet.losses import LOSS_NAMES, hamnet_losses
 from hamnet.model import HamNet, build_hamnet
@@ -82,18 +82,8 @@ def _run_fingerprint(model_cfg: ModelConfig, loss_cfg: LossConfig, train_cfg: Tr
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:

@@ -14,10 +14,8 @@ spec gives byte-identical videos and annotations.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -26,6 +24,7 @@ import av
 import numpy as np
 from tqdm import tqdm
 
+from hamnet.atomic import atomic_path, write_json_atomic
 from pipeline.labels import write_labels_csv
 
 DEMO_CLASSES = ("spin", "bounce", "slide", "pulse")
@@ -206,11 +205,8 @@ def render_video(video: DemoVideo, spec: DemoSpec) -> np.ndarray:
 def write_video_file(path: str | os.PathLike, frames: np.ndarray, fps: float) -> Path:
     """Encode RGB frames as H.264 MP4, atomically (temp file in the same dir, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    try:
-        with av.open(tmp, mode="w", format="mp4") as container:
+    with atomic_path(path) as tmp:
+        with av.open(str(tmp), mode="w", format="mp4") as container:
             stream = container.add_stream("libx264", rate=int(round(fps)))
             stream.width, stream.height = frames.shape[2], frames.shape[1]
             stream.pix_fmt = "yuv420p"
@@ -221,11 +217,6 @@ def write_video_file(path: str | os.PathLike, frames: np.ndarray, fps: float) ->
                     container.mux(packet)
             for packet in stream.encode():
                 container.mux(packet)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 
@@ -270,14 +261,4 @@ def synthesize_demo(out_dir: str | os.PathLike, spec: DemoSpec = DemoSpec(), *, 
 
 
 def _write_json(path: Path, obj: Any) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_json_atomic(path, obj, indent=1, sort_keys=True)

@@ -15,14 +15,7 @@ from pipeline.config import CONFIG_DIR, load_config
 
 SMALL = ModelConfig(feature_dim=32, hidden_dim=48, attention_hidden=16)
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors: one thread avoids OpenMP spin-waiting on the shared 2-core machine
-    # (measured 20x slower with 2 threads while other jobs run). Restored afterwards.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 

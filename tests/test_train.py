@@ -14,14 +14,7 @@ from hamnet_synth import planted_dataset
 TINY = ModelConfig(feature_dim=16, hidden_dim=16, attention_hidden=8, dropout=0.5)
 TCFG = TrainConfig(lr=1e-3, batch_size=4, epochs=4, num_snippets=24, seed=3, device="cpu")
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors: one thread avoids OpenMP spin-waiting on the shared 2-core machine
-    # (measured 20x slower with 2 threads while other jobs run). Restored afterwards.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 

@@ -10,6 +10,7 @@ Prints the time of the vectorised evaluator (best and median of --repeat runs, w
 the time of the reference (one run), their ratio, and whether the APs agree bit for bit.
 Timings are noisy on a shared machine; the ratio is measured within one run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,9 +28,9 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
 import numpy as np  # noqa: E402
+from reference_anet_eval import reference_activitynet, reference_thumos_kit  # noqa: E402
 
 from hamnet.evaluate import THUMOS14_TIOU_THRESHOLDS, evaluate_detection  # noqa: E402
-from reference_anet_eval import reference_activitynet, reference_thumos_kit  # noqa: E402
 
 
 def thumos14_test_ground_truth(data: Path) -> dict:
@@ -49,8 +50,12 @@ def thumos14_test_ground_truth(data: Path) -> dict:
 
 def synthetic_predictions(gt: dict, n: int, seed: int) -> dict:
     rng = random.Random(seed)
-    segs = [(v, a["label"], *a["segment"]) for v, e in gt["database"].items() for a in e["annotations"]
-            if a["label"] != "Ambiguous"]
+    segs = [
+        (v, a["label"], *a["segment"])
+        for v, e in gt["database"].items()
+        for a in e["annotations"]
+        if a["label"] != "Ambiguous"
+    ]
     classes = sorted({s[1] for s in segs})
     videos = list(gt["database"])
     horizon = {v: max(a["segment"][1] for a in e["annotations"]) + 30.0 for v, e in gt["database"].items()}
@@ -69,8 +74,9 @@ def synthetic_predictions(gt: dict, n: int, seed: int) -> dict:
             s = rng.uniform(0, horizon[v])
             e = s + math.exp(rng.uniform(0, 3))
             score = min(1.0, max(0.0, rng.gauss(0.35, 0.2)))
-        results.setdefault(v, []).append({"label": label, "score": round(score, 4),
-                                          "segment": [round(s, 2), round(e, 2)]})
+        results.setdefault(v, []).append(
+            {"label": label, "score": round(score, 4), "segment": [round(s, 2), round(e, 2)]}
+        )
     return {"version": "bench", "results": results, "external_data": {}}
 
 
@@ -86,7 +92,9 @@ def timed(fn, repeat: int):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=Path(os.environ.get("HAMNET_SHARED_DATA", REPO.parent / "shared" / "data")))
+    ap.add_argument(
+        "--data", type=Path, default=Path(os.environ.get("HAMNET_SHARED_DATA", REPO.parent / "shared" / "data"))
+    )
     ap.add_argument("--predictions", type=int, default=50_000)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
@@ -101,21 +109,27 @@ def main() -> None:
     n_gt = sum(a["label"] != "Ambiguous" for e in gt["database"].values() for a in e["annotations"])
     n_pred = sum(len(x) for x in pred["results"].values())
     thr = list(THUMOS14_TIOU_THRESHOLDS)
-    print(f"input: {len(gt['database'])} videos, {n_gt} ground-truth segments, {n_pred} predictions, "
-          f"{len(thr)} thresholds ({' '.join(thr)}); json.loads of the {len(text) / 1e6:.1f} MB predictions: "
-          f"{load_wall[0]:.3f} s (not included below)")
+    print(
+        f"input: {len(gt['database'])} videos, {n_gt} ground-truth segments, {n_pred} predictions, "
+        f"{len(thr)} thresholds ({' '.join(thr)}); json.loads of the {len(text) / 1e6:.1f} MB predictions: "
+        f"{load_wall[0]:.3f} s (not included below)"
+    )
 
     for mode, ref_fn in (("activitynet", reference_activitynet), ("thumos14", reference_thumos_kit)):
-        res, walls, cpus = timed(lambda: evaluate_detection(gt, pred, thr, mode=mode), args.repeat)
-        print(f"\n[{mode}] hamnet.evaluate: best {min(walls):.3f} s, median {statistics.median(walls):.3f} s wall; "
-              f"best {min(cpus):.3f} s CPU  (mAP@0.5 = {res.map[thr.index('0.5')]:.4f}, average {res.average_map:.4f})")
+        res, walls, cpus = timed(lambda mode=mode: evaluate_detection(gt, pred, thr, mode=mode), args.repeat)
+        print(
+            f"\n[{mode}] hamnet.evaluate: best {min(walls):.3f} s, median {statistics.median(walls):.3f} s wall; "
+            f"best {min(cpus):.3f} s CPU  (mAP@0.5 = {res.map[thr.index('0.5')]:.4f}, average {res.average_map:.4f})"
+        )
         if args.skip_reference:
             continue
-        ref, rw, rc = timed(lambda: ref_fn(gt, pred, [float(t) for t in thr]), 1)
+        ref, rw, rc = timed(lambda ref_fn=ref_fn: ref_fn(gt, pred, [float(t) for t in thr]), 1)
         same = ref[0] == res.classes and bool((np.array(ref[1]) == res.ap).all())
         print(f"[{mode}] loop reference:  {rw[0]:.3f} s wall, {rc[0]:.3f} s CPU")
-        print(f"[{mode}] speed-up (reference / ours, best wall): {rw[0] / min(walls):.0f}x; "
-              f"AP identical to the reference: {same} (max |diff| {np.abs(np.array(ref[1]) - res.ap).max():.3g})")
+        print(
+            f"[{mode}] speed-up (reference / ours, best wall): {rw[0] / min(walls):.0f}x; "
+            f"AP identical to the reference: {same} (max |diff| {np.abs(np.array(ref[1]) - res.ap).max():.3g})"
+        )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ pipelined wall time, seconds per video-second, and the ratio pipelined / slowest
 (target <= 1.2). Numbers are only comparable within one run: other processes on the machine
 change them. The I3D uses a seeded random backbone (same cost as the real weights).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -82,13 +83,23 @@ def main() -> int:
     if args.seconds > 0:
         video = trim(video, args.seconds, Path(tmpdir.name) / "clip.mp4")
     s = ExtractSettings(
-        crop=args.crop, resize_short=args.resize_short, random_backbone=True, flow_workers=args.workers,
-        batch_size=args.batch_size, device=args.device, flow_backend=args.flow_backend,
+        crop=args.crop,
+        resize_short=args.resize_short,
+        random_backbone=True,
+        flow_workers=args.workers,
+        batch_size=args.batch_size,
+        device=args.device,
+        flow_backend=args.flow_backend,
     )
     n_workers = s.num_flow_workers
     r: dict[str, float | str | int] = {
-        "video": str(args.video), "seconds_used": args.seconds or "all", "crop": args.crop,
-        "device": args.device, "workers": n_workers, "cores": os.cpu_count() or 0, "torch_threads": torch.get_num_threads(),
+        "video": str(args.video),
+        "seconds_used": args.seconds or "all",
+        "crop": args.crop,
+        "device": args.device,
+        "workers": n_workers,
+        "cores": os.cpu_count() or 0,
+        "torch_threads": torch.get_num_threads(),
         "load_avg_start": os.getloadavg()[0],
     }
 
@@ -113,18 +124,24 @@ def main() -> int:
     t = time.perf_counter()
     compute_flow(gray[: k1 + 1], s)  # same pairs, N workers: the speed-up, measured back to back
     r["flowN_subset_pairs_per_s"] = k1 / (time.perf_counter() - t)
-    print(f"flow, {n_workers} workers      : {r['flowN_subset_pairs_per_s']:7.3f} pairs/s  ({k1} pairs, incl. pool start)"
-          f"  speed-up x{r['flowN_subset_pairs_per_s'] / r['flow1_pairs_per_s']:.2f}")
+    print(
+        f"flow, {n_workers} workers      : {r['flowN_subset_pairs_per_s']:7.3f} pairs/s  ({k1} pairs, incl. pool start)"
+        f"  speed-up x{r['flowN_subset_pairs_per_s'] / r['flow1_pairs_per_s']:.2f}"
+    )
     t = time.perf_counter()
     flow = compute_flow(gray, s)
     r["flow_s"] = time.perf_counter() - t
     r["flowN_pairs_per_s"] = (n - 1) / r["flow_s"]
-    print(f"flow, {n_workers} workers, all : {r['flowN_pairs_per_s']:7.3f} pairs/s  ({n - 1} pairs, {r['flow_s']:.1f} s)")
+    print(
+        f"flow, {n_workers} workers, all : {r['flowN_pairs_per_s']:7.3f} pairs/s  ({n - 1} pairs, {r['flow_s']:.1f} s)"
+    )
 
     # I3D per stream
     rs, fs = snippet_arrays(rgb, flow, s.frames_per_snippet)
-    runners = {"rgb": I3DRunner(random_i3d(3, 0), s.device if s.device != "auto" else "cpu", s.precision),
-               "flow": I3DRunner(random_i3d(2, 0), s.device if s.device != "auto" else "cpu", s.precision)}
+    runners = {
+        "rgb": I3DRunner(random_i3d(3, 0), s.device if s.device != "auto" else "cpu", s.precision),
+        "flow": I3DRunner(random_i3d(2, 0), s.device if s.device != "auto" else "cpu", s.precision),
+    }
     data = {"rgb": rs, "flow": fs}
     sizes = sorted({int(b) for b in args.batch_sizes.split(",")} | {args.batch_size})
     for name, run in runners.items():
@@ -139,7 +156,9 @@ def main() -> int:
             r[f"i3d_{name}_b{b}_snippets_per_s"] = len(data[name]) / el
             if b == args.batch_size:
                 r[f"i3d_{name}_s"] = el
-            print(f"I3D {name:<4} batch {b:<3}    : {len(data[name]) / el:7.2f} snippets/s  ({len(data[name])} snippets, {el:.1f} s)")
+            print(
+                f"I3D {name:<4} batch {b:<3}    : {len(data[name]) / el:7.2f} snippets/s  ({len(data[name])} snippets, {el:.1f} s)"
+            )
 
     stages = {"decode": r["decode_s"], "flow": r["flow_s"], "i3d_rgb": r["i3d_rgb_s"], "i3d_flow": r["i3d_flow_s"]}
     r["sequential_sum_s"] = sum(stages.values())
@@ -156,11 +175,17 @@ def main() -> int:
     r["pipelined_over_sum"] = r["pipelined_s"] / r["sequential_sum_s"]
     r["slowest_stage"] = slowest
     r["load_avg_end"] = os.getloadavg()[0]
-    print(f"sequential sum       : {r['sequential_sum_s']:7.1f} s  ({r['sequential_s_per_video_s']:.2f} s per video-second)")
+    print(
+        f"sequential sum       : {r['sequential_sum_s']:7.1f} s  ({r['sequential_s_per_video_s']:.2f} s per video-second)"
+    )
     print(f"pipelined wall       : {r['pipelined_s']:7.1f} s  ({r['pipelined_s_per_video_s']:.2f} s per video-second)")
-    print(f"pipelined / slowest stage ({slowest}, {stages[slowest]:.1f} s): {r['pipelined_over_slowest']:.2f}   "
-          f"pipelined / sum: {r['pipelined_over_sum']:.2f}")
-    print(f"load average start/end: {r['load_avg_start']:.1f} / {r['load_avg_end']:.1f} (other processes share the cores)")
+    print(
+        f"pipelined / slowest stage ({slowest}, {stages[slowest]:.1f} s): {r['pipelined_over_slowest']:.2f}   "
+        f"pipelined / sum: {r['pipelined_over_sum']:.2f}"
+    )
+    print(
+        f"load average start/end: {r['load_avg_start']:.1f} / {r['load_avg_end']:.1f} (other processes share the cores)"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(r, indent=2))
     tmpdir.cleanup()

@@ -11,6 +11,7 @@ exactly / within ±1.
 Needs only numpy, opencv-contrib-python-headless and torch (and this repo on the path).
     python bench/bench_flow.py --device cuda --resolutions 224 --pairs 512 --batch 256
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,7 +60,9 @@ def prepare(bgr: np.ndarray, wh: tuple[int, int]) -> np.ndarray:
     return gray
 
 
-def clip_pairs(videos: Path, wh: tuple[int, int], max_pairs_per_clip: int = 64) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def clip_pairs(
+    videos: Path, wh: tuple[int, int], max_pairs_per_clip: int = 64
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Consecutive-frame pairs from every readable clip under ``videos``."""
     paths = sorted(p for p in videos.rglob("*") if p.suffix.lower() in {".mp4", ".avi", ".mkv", ".webm", ".mov"})
     prev, nxt, used = [], [], []
@@ -80,9 +83,7 @@ def clip_pairs(videos: Path, wh: tuple[int, int], max_pairs_per_clip: int = 64) 
     if not prev:
         raise SystemExit(f"no readable video clips under {videos} (set --videos or SHARED_VIDEOS)")
     # Interleave the clips (round robin) so that the first few pairs already cover every clip.
-    order = sorted(
-        ((i, c) for c, p in enumerate(prev) for i in range(len(p))), key=lambda ic: (ic[0], ic[1])
-    )
+    order = sorted(((i, c) for c, p in enumerate(prev) for i in range(len(p))), key=lambda ic: (ic[0], ic[1]))
     return np.stack([prev[c][i] for i, c in order]), np.stack([nxt[c][i] for i, c in order]), used
 
 
@@ -100,8 +101,17 @@ def _cv_algo():
     p = OPENCV_DEFAULTS
     # positional: OpenCV's Python keyword for inner iterations is misspelt ("innnerIterations")
     return cv2.optflow.DualTVL1OpticalFlow_create(
-        p["tau"], p["lambda_"], p["theta"], p["nscales"], p["warps"], p["epsilon"],
-        p["inner_iterations"], p["outer_iterations"], p["scale_step"], p["gamma"], p["median_filtering"],
+        p["tau"],
+        p["lambda_"],
+        p["theta"],
+        p["nscales"],
+        p["warps"],
+        p["epsilon"],
+        p["inner_iterations"],
+        p["outer_iterations"],
+        p["scale_step"],
+        p["gamma"],
+        p["median_filtering"],
     )
 
 
@@ -163,8 +173,12 @@ def quantize(flow: np.ndarray) -> np.ndarray:
 def agreement(ours: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     e = np.sqrt(((ours - ref) ** 2).sum(-1))
     dq = np.abs(quantize(ours) - quantize(ref))
-    return dict(epe_mean=float(e.mean()), epe_p95=float(np.percentile(e, 95)),
-                q_exact=float((dq == 0).mean()), q_pm1=float((dq <= 1).mean()))
+    return dict(
+        epe_mean=float(e.mean()),
+        epe_p95=float(np.percentile(e, 95)),
+        q_exact=float((dq == 0).mean()),
+        q_pm1=float((dq <= 1).mean()),
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -176,9 +190,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pairs", type=int, default=8, help="pairs timed on the torch device")
     ap.add_argument("--batch", default="8", help="pairs per tvl1_flow_batch call; a comma list runs each")
     ap.add_argument("--resolutions", default="112,224,340x256", help="comma list: 224 (square) or WxH")
-    ap.add_argument("--cv-pairs", type=int, default=8, help="pairs for OpenCV single-thread timing and as EPE reference")
+    ap.add_argument(
+        "--cv-pairs", type=int, default=8, help="pairs for OpenCV single-thread timing and as EPE reference"
+    )
     ap.add_argument("--procs", type=int, default=os.cpu_count() or 1, help="processes for the OpenCV pool (0 = skip)")
-    ap.add_argument("--cpu-pairs", type=int, default=2, help="pairs timed on torch CPU when --device is cuda (0 = skip)")
+    ap.add_argument(
+        "--cpu-pairs", type=int, default=2, help="pairs timed on torch CPU when --device is cuda (0 = skip)"
+    )
     ap.add_argument("--torch-threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     ap.add_argument("--compile", action="store_true", help="torch.compile the iteration (see tvl1_flow_batch)")
     ap.add_argument("--videos", default=DEFAULT_VIDEOS, help="folder searched for clips (env SHARED_VIDEOS)")
@@ -192,8 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("--device cuda requested but torch.cuda.is_available() is False")
     gpu = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else "-"
-    print(f"torch {torch.__version__} (CPU threads {torch.get_num_threads()}), OpenCV {cv2.__version__}, "
-          f"{os.cpu_count()} CPUs, GPU {gpu}")
+    print(
+        f"torch {torch.__version__} (CPU threads {torch.get_num_threads()}), OpenCV {cv2.__version__}, "
+        f"{os.cpu_count()} CPUs, GPU {gpu}"
+    )
     print("TV-L1 parameters: OpenCV defaults " + ", ".join(f"{k}={v}" for k, v in OPENCV_DEFAULTS.items()))
 
     rows = []
@@ -226,11 +246,16 @@ def main(argv: list[str] | None = None) -> int:
             ag = agreement(out[:k], ref[:k])
             name = f"torch {dev}" + (" compiled" if args.compile else "")
             rows.append((label, name, len(tp), batch, t, len(tp) / t, (ag, k)))
-            print(f"  {name} (batch {batch}): {len(tp) / t:.2f} pairs/s; EPE vs OpenCV on {k} pairs: "
-                  f"mean {ag['epe_mean']:.4f} px, p95 {ag['epe_p95']:.4f} px; quantised equal "
-                  f"{100 * ag['q_exact']:.2f}%, within ±1 {100 * ag['q_pm1']:.3f}%", flush=True)
+            print(
+                f"  {name} (batch {batch}): {len(tp) / t:.2f} pairs/s; EPE vs OpenCV on {k} pairs: "
+                f"mean {ag['epe_mean']:.4f} px, p95 {ag['epe_p95']:.4f} px; quantised equal "
+                f"{100 * ag['q_exact']:.2f}%, within ±1 {100 * ag['q_pm1']:.3f}%",
+                flush=True,
+            )
 
-    print("\n| resolution | backend | pairs | batch | seconds | pairs/s | × opencv 1 thread | EPE mean px | EPE p95 px | q8 equal | q8 ±1 |")
+    print(
+        "\n| resolution | backend | pairs | batch | seconds | pairs/s | × opencv 1 thread | EPE mean px | EPE p95 px | q8 equal | q8 ±1 |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     base = {}
     for label, name, n, batch, t, rate, ag in rows:

@@ -9,6 +9,7 @@ For each stream (RGB: 3 channels, flow: 2) and batch size it prints snippets/s (
 16 frames x crop x crop) and, for bf16/fp16, the largest relative deviation of the 1024-D
 features from fp32 on the same input (max |f - f32| / max |f32|).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,10 @@ def main() -> None:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     torch.manual_seed(0)
-    print(f"device {device} ({torch.cuda.get_device_name(0) if device.type == 'cuda' else 'cpu'}), "
-          f"torch {torch.__version__}, crop {args.crop}, threads {torch.get_num_threads()}")
+    print(
+        f"device {device} ({torch.cuda.get_device_name(0) if device.type == 'cuda' else 'cpu'}), "
+        f"torch {torch.__version__}, crop {args.crop}, threads {torch.get_num_threads()}"
+    )
     print(f"{'stream':6} {'batch':>5} {'precision':>9} {'s/batch':>9} {'snippets/s':>11} {'max rel dev vs fp32':>20}")
     for stream, channels in (("rgb", 3), ("flow", 2)):
         model = build_i3d(channels).to(device).eval()
@@ -62,7 +65,7 @@ def main() -> None:
             for prec in args.precisions.split(","):
                 dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[prec]
 
-                def run():
+                def run(model=model, x=x, dtype=dtype):
                     with torch.inference_mode():
                         if dtype is None:
                             return model.features(x)

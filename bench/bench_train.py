@@ -15,6 +15,7 @@ machine are noisy.
     python bench/bench_train.py --device cuda      # GPU
     python bench/bench_train.py --iters 3 --batch 20 --snippets 500 --feature-dim 2048
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,14 @@ from hamnet.model import build_hamnet
 def conv_flops(B: int, T: int, cfg: ModelConfig, num_classes: int) -> tuple[float, float]:
     """(forward FLOPs, forward+backward FLOPs) of the network's convolutions."""
     D, H, A, C1 = cfg.feature_dim, cfg.hidden_dim, cfg.attention_hidden, num_classes + 1
-    layers = [(D, H, 3, True), (H, H, 3, False), (H, C1, 1, False),   # classifier (first: input needs no grad)
-              (D, A, 3, True), (A, A, 3, False), (A, 1, 1, False)]   # attention
+    layers = [
+        (D, H, 3, True),
+        (H, H, 3, False),
+        (H, C1, 1, False),  # classifier (first: input needs no grad)
+        (D, A, 3, True),
+        (A, A, 3, False),
+        (A, 1, 1, False),
+    ]  # attention
     fwd = bwd = 0.0
     for cin, cout, k, first in layers:
         f = 2.0 * B * T * cin * cout * k
@@ -58,7 +65,7 @@ def matmul_peak(device: torch.device, n: int, reps: int) -> float:
         sync(device)
         times.append(time.perf_counter() - t)
     del c
-    return 2.0 * n ** 3 / min(times) / 1e9
+    return 2.0 * n**3 / min(times) / 1e9
 
 
 def main() -> None:
@@ -116,14 +123,18 @@ def main() -> None:
     achieved = total / med / 1e9
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}; torch {torch.__version__}")
-    print(f"setting: batch {args.batch} x {args.snippets} snippets x {args.feature_dim}-D, {args.classes} classes, "
-          f"full model ({sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters)")
+    print(
+        f"setting: batch {args.batch} x {args.snippets} snippets x {args.feature_dim}-D, {args.classes} classes, "
+        f"full model ({sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters)"
+    )
     print(f"FLOPs per iteration: forward {fwd / 1e9:.1f} G, forward+backward {total / 1e9:.1f} G")
     print(f"iteration time: median {med:.3f} s over {iters} (min {min(times):.3f}, max {max(times):.3f})")
     print(f"matmul {n}x{n} float32 peak: {peak:.1f} GFLOP/s (before {peak_before:.1f}, after {peak_after:.1f})")
     print(f"achieved: {achieved:.1f} GFLOP/s = {achieved / peak:.2f} of the matmul peak")
-    print(f"one THUMOS epoch (200 videos = {-(-200 // args.batch)} iterations): {med * -(-200 // args.batch):.1f} s; "
-          f"100 epochs: {med * -(-200 // args.batch) * 100 / 3600:.2f} h")
+    print(
+        f"one THUMOS epoch (200 videos = {-(-200 // args.batch)} iterations): {med * -(-200 // args.batch):.1f} s; "
+        f"100 epochs: {med * -(-200 // args.batch) * 100 / 3600:.2f} h"
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@
 2. I3D: features of the same random clip on CPU fp32 and CUDA fp32 (max relative deviation).
 3. PyTorch TV-L1: CPU and CUDA flow on the same synthetic pairs (mean end-point difference).
 """
+
 from __future__ import annotations
 
 import sys
@@ -22,6 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from hamnet_synth import planted_dataset  # noqa: E402
+
 from extractors.i3d import build_i3d  # noqa: E402
 from extractors.tvl1_torch import tvl1_flow_batch  # noqa: E402
 from hamnet.config import LocalizeConfig, LossConfig, ModelConfig, TrainConfig  # noqa: E402
@@ -29,7 +32,6 @@ from hamnet.evaluate import evaluate_detection  # noqa: E402
 from hamnet.localize import localize_videos  # noqa: E402
 from hamnet.results import results_to_dict  # noqa: E402
 from hamnet.train import train_hamnet  # noqa: E402
-from hamnet_synth import planted_dataset  # noqa: E402
 
 
 def hamnet_on(device: str, tmp: Path) -> tuple[list[float], float]:
@@ -38,12 +40,21 @@ def hamnet_on(device: str, tmp: Path) -> tuple[list[float], float]:
     mcfg = ModelConfig(feature_dim=64, hidden_dim=64, attention_hidden=32, dropout=0.5)
     tcfg = TrainConfig(lr=5e-4, batch_size=10, epochs=25, num_snippets=100, seed=0, device=device)
     t0 = time.perf_counter()
-    ckpt = train_hamnet(f, l, classes, model_cfg=mcfg, loss_cfg=LossConfig(), train_cfg=tcfg,
-                        checkpoint_path=tmp / f"{device}.pt", progress=False)
+    ckpt = train_hamnet(
+        f,
+        l,
+        classes,
+        model_cfg=mcfg,
+        loss_cfg=LossConfig(),
+        train_cfg=tcfg,
+        checkpoint_path=tmp / f"{device}.pt",
+        progress=False,
+    )
     locs = localize_videos(ckpt, ft, LocalizeConfig(), progress=False, device=device)
     secs = time.perf_counter() - t0
-    res = evaluate_detection(gt, results_to_dict({v: r.segments for v, r in locs.items()}, "smoke"),
-                             [0.1, 0.3, 0.5, 0.7])
+    res = evaluate_detection(
+        gt, results_to_dict({v: r.segments for v, r in locs.items()}, "smoke"), [0.1, 0.3, 0.5, 0.7]
+    )
     return [round(float(m), 4) for m in res.map], secs
 
 
@@ -78,9 +89,11 @@ def main() -> None:
     fg = tvl1_flow_batch(prev, nxt, None, device="cuda")
     t2 = time.perf_counter()
     epe = np.linalg.norm(fc - fg, axis=-1)
-    print(f"TV-L1 CPU vs CUDA on 8 pairs 96x96: mean EPD {epe.mean():.4f} px, max {epe.max():.4f} px; "
-          f"median flow CPU {np.median(fc[:, 20:-20, 20:-20], axis=(0, 1, 2))}, "
-          f"CUDA {np.median(fg[:, 20:-20, 20:-20], axis=(0, 1, 2))}; {t1 - t0:.1f} s vs {t2 - t1:.1f} s")
+    print(
+        f"TV-L1 CPU vs CUDA on 8 pairs 96x96: mean EPD {epe.mean():.4f} px, max {epe.max():.4f} px; "
+        f"median flow CPU {np.median(fc[:, 20:-20, 20:-20], axis=(0, 1, 2))}, "
+        f"CUDA {np.median(fg[:, 20:-20, 20:-20], axis=(0, 1, 2))}; {t1 - t0:.1f} s vs {t2 - t1:.1f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -14,12 +14,14 @@ code otherwise). The state dict must match exactly after renaming: any missing, 
 mis-shaped tensor is an error listing them (only ``num_batches_tracked``, a training counter
 absent from older files, is ignored). The classifier's class count is taken from the file.
 """
+
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -139,8 +141,7 @@ def load_i3d_checkpoint(path: str | os.PathLike, in_channels: int) -> I3D:
         if misshaped:
             problems.append(f"wrong shape: {_listing(misshaped)}")
         raise CheckpointError(
-            f"{path}: does not fit a {in_channels}-channel Inception-v1 I3D ({layout} layout); "
-            + "; ".join(problems)
+            f"{path}: does not fit a {in_channels}-channel Inception-v1 I3D ({layout} layout); " + "; ".join(problems)
         )
     model.load_state_dict(state, strict=False)  # strict minus num_batches_tracked, checked above
     return model.eval()

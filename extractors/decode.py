@@ -15,14 +15,15 @@ turned the way a player shows them. Decoding errors inside the stream (a damaged
 skipped and counted -- the resampler then repeats the previous good frame over the gap, so
 timing is preserved; a file with no decodable video frame at all is a :class:`VideoError`.
 """
+
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterator
 
 import av
 import numpy as np
@@ -188,7 +189,9 @@ def iter_frames(
                         log.warning(msg)
                         st.warnings.append(msg)
                     if st.decode_errors > MAX_DECODE_ERRORS and st.decode_errors > MAX_DECODE_ERROR_SHARE * n_packets:
-                        raise VideoError(path, f"too many decoding errors ({st.decode_errors} of {n_packets} packets)")
+                        raise VideoError(
+                            path, f"too many decoding errors ({st.decode_errors} of {n_packets} packets)"
+                        ) from e
 
         try:
             for frame, ts in _timestamped(packets()):

@@ -1,4 +1,5 @@
 """The one error type for bad input videos."""
+
 from __future__ import annotations
 
 import os

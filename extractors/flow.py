@@ -13,6 +13,7 @@ deadlocks on the pool's copied locks (observed: ``cv2.setNumThreads`` hanging in
 As always with ``spawn``, a script that starts extraction must do so under
 ``if __name__ == "__main__":``.
 """
+
 from __future__ import annotations
 
 import multiprocessing as mp
@@ -140,16 +141,14 @@ class FlowRunner:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
-    def __enter__(self) -> "FlowRunner":
+    def __enter__(self) -> FlowRunner:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
 
-def compute_flow(
-    gray_frames: np.ndarray, settings: ExtractSettings, *, progress: bool = False
-) -> np.ndarray:
+def compute_flow(gray_frames: np.ndarray, settings: ExtractSettings, *, progress: bool = False) -> np.ndarray:
     """Quantised TV-L1 flow between consecutive frames: uint8 [N, H, W] -> uint8 [N-1, H, W, 2].
 
     Dispatches on ``settings.flow_backend``; with OpenCV the pairs are split into contiguous

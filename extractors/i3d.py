@@ -10,6 +10,7 @@ feature is the 1024-D global average of Mixed_5c. The original uses a fixed 2x7x
 pool, which for a 16 x 224 x 224 clip is exactly the global average; pooling adaptively keeps
 that and also works for the small crops used in demos and tests.
 """
+
 from __future__ import annotations
 
 import math
@@ -85,9 +86,7 @@ class InceptionModule(nn.Module):
         self.b3b = Unit3D(cin, c[5])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat(
-            [self.b0(x), self.b1b(self.b1a(x)), self.b2b(self.b2a(x)), self.b3b(self.b3a(x))], dim=1
-        )
+        return torch.cat([self.b0(x), self.b1b(self.b1a(x)), self.b2b(self.b2a(x)), self.b3b(self.b3a(x))], dim=1)
 
 
 class I3D(nn.Module):
@@ -114,9 +113,7 @@ class I3D(nn.Module):
         self.Mixed_5c = InceptionModule(*_MIXED["Mixed_5c"])
         # The classifier is kept only so that Kinetics checkpoints load completely; features
         # never go through it.
-        self.logits = (
-            Unit3D(FEATURE_DIM, num_classes, bn=False, relu=False, bias=True) if num_classes > 0 else None
-        )
+        self.logits = Unit3D(FEATURE_DIM, num_classes, bn=False, relu=False, bias=True) if num_classes > 0 else None
         self._trunk = [
             "Conv3d_1a_7x7", "MaxPool3d_2a_3x3", "Conv3d_2b_1x1", "Conv3d_2c_3x3", "MaxPool3d_3a_3x3",
             "Mixed_3b", "Mixed_3c", "MaxPool3d_4a_3x3", "Mixed_4b", "Mixed_4c", "Mixed_4d", "Mixed_4e",

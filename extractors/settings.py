@@ -14,15 +14,17 @@ Two hashes decide what must be recomputed when settings change:
 Batch size, device and worker counts are deliberately not part of either key: they change
 speed, not results (up to the stated precision tolerance).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 FLOW_BACKENDS = ("opencv", "torch")
 BACKBONES = ("i3d", "i3d_r50")
@@ -57,7 +59,7 @@ class TVL1Params:
     median_filtering: int = 5
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "TVL1Params":
+    def from_dict(cls, d: Mapping[str, Any]) -> TVL1Params:
         kw = _strict_kwargs(cls, d, "extract.tvl1")
         out = cls(**kw)
         for name in ("nscales", "warps", "inner_iterations", "outer_iterations", "median_filtering"):
@@ -118,7 +120,7 @@ class ExtractSettings:
             raise bad("tvl1", f"must be TVL1Params, got {type(self.tvl1).__name__}")
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ExtractSettings":
+    def from_dict(cls, d: Mapping[str, Any]) -> ExtractSettings:
         """Build from the ``extract:`` mapping; unknown keys raise ValueError naming them."""
         kw = _strict_kwargs(cls, d, "extract")
         if "tvl1" in kw and not isinstance(kw["tvl1"], TVL1Params):
@@ -130,7 +132,7 @@ class ExtractSettings:
         d["tvl1"] = self.tvl1.to_dict()
         return d
 
-    def replace(self, **changes: Any) -> "ExtractSettings":
+    def replace(self, **changes: Any) -> ExtractSettings:
         return dataclasses.replace(self, **changes)
 
     @property

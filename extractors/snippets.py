@@ -8,6 +8,7 @@ field -- so RGB and flow snippets cover the same frames and have the same T. Not
 end of a video is dropped, and T is within one of duration * 25 / 16 (the length of the
 public WTAL features). At least two frames are needed (one flow field).
 """
+
 from __future__ import annotations
 
 import math
@@ -36,9 +37,7 @@ def pad_to(frames: np.ndarray, length: int, *, fill: np.ndarray | None = None) -
     return np.concatenate([frames, reps], axis=0) if n else np.ascontiguousarray(reps)
 
 
-def snippet_arrays(
-    rgb: np.ndarray, flow: np.ndarray, frames_per_snippet: int = 16
-) -> tuple[np.ndarray, np.ndarray]:
+def snippet_arrays(rgb: np.ndarray, flow: np.ndarray, frames_per_snippet: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """Whole-video version of the rule: rgb [N, ...] and flow [N-1, ...] ->
     [T, frames_per_snippet, ...] each (used for tests and short clips)."""
     n = rgb.shape[0]

@@ -7,6 +7,7 @@ offset, so it gives the same pixels (up to OpenCV's fixed-point rounding, <= 1 g
 while its cost and memory depend only on the crop size. That matters for degenerate inputs:
 a 4 x 4000 frame "resized" to short side 256 would otherwise be a 256 x 256000 image.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -23,18 +24,14 @@ def resize_crop_matrix(height: int, width: int, resize_short: int, crop: int) ->
         new_w, new_h = resize_short, max(resize_short, int(round(height * resize_short / width)))
     sx, sy = new_w / width, new_h / height
     x0, y0 = (new_w - crop) // 2, (new_h - crop) // 2
-    return np.array(
-        [[sx, 0.0, 0.5 * sx - 0.5 - x0], [0.0, sy, 0.5 * sy - 0.5 - y0]], dtype=np.float64
-    )
+    return np.array([[sx, 0.0, 0.5 * sx - 0.5 - x0], [0.0, sy, 0.5 * sy - 0.5 - y0]], dtype=np.float64)
 
 
 def resize_crop(frame: np.ndarray, resize_short: int, crop: int) -> np.ndarray:
     """Resize so the short side is ``resize_short`` (bilinear), then centre-crop ``crop`` x ``crop``."""
     h, w = frame.shape[:2]
     m = resize_crop_matrix(h, w, resize_short, crop)
-    out = cv2.warpAffine(
-        frame, m, (crop, crop), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-    )
+    out = cv2.warpAffine(frame, m, (crop, crop), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     if out.ndim == 2 and frame.ndim == 3:  # OpenCV drops a singleton channel axis
         out = out[:, :, None]
     return out

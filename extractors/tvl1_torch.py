@@ -27,6 +27,7 @@ frozen (its u and p are no longer updated), so every pair gets exactly the itera
 alone; converged pairs are dropped from the working batch when the active share falls, and
 the device→host sync for "are all converged?" happens only every ``check_every`` iterations.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

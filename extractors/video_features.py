@@ -17,6 +17,7 @@ CPU) instead of the sum. Memory is bounded by the queue and the number of jobs i
 accumulated. With ``flow_workers = 1`` (or the torch backend) flow runs inline instead: the
 same streaming, just not overlapped with I3D.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -25,8 +26,9 @@ import os
 import queue
 import threading
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -140,7 +142,9 @@ def iter_snippets(
             a = idx * k
             b = a + len(frames) - (lookahead is None)
             if b > cached_flow.shape[0]:
-                raise VideoError(video_path, f"flow cache has {cached_flow.shape[0]} fields but the video has more frames")
+                raise VideoError(
+                    video_path, f"flow cache has {cached_flow.shape[0]} fields but the video has more frames"
+                )
             return np.asarray(cached_flow[a:b])
         seq = frames + ([lookahead] if lookahead is not None else [])
         return runner.submit(rgb_to_gray(np.stack(seq)))
@@ -170,10 +174,13 @@ def iter_snippets(
             yield finished(pending.popleft())
         n = st.n_frames
         if n < 2:
-            raise VideoError(video_path, f"too short: {n} frame(s) at {settings.fps:g} fps, need at least 2 for optical flow")
+            raise VideoError(
+                video_path, f"too short: {n} frame(s) at {settings.fps:g} fps, need at least 2 for optical flow"
+            )
         if cached_flow is not None and cached_flow.shape[0] != n - 1:
             raise VideoError(
-                video_path, f"flow cache has {cached_flow.shape[0]} fields, but the video decodes to {n} frames (expected {n - 1})"
+                video_path,
+                f"flow cache has {cached_flow.shape[0]} fields, but the video decodes to {n} frames (expected {n - 1})",
             )
     finally:
         stop.set()
@@ -186,7 +193,9 @@ def _done(x: Any) -> bool:
     return not hasattr(x, "done") or x.done()
 
 
-def iter_padded_snippets(snippets: Iterator[Snippet], frames_per_snippet: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def iter_padded_snippets(
+    snippets: Iterator[Snippet], frames_per_snippet: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Apply the padding rule (extractors.snippets): yield (rgb [16,c,c,3], flow [16,c,c,2])."""
     last_field: np.ndarray | None = None
     for s in snippets:
@@ -291,9 +300,7 @@ def extract_video_features(
         raise RuntimeError(f"{video_path}: produced {rgb_out.shape[0]} snippets, expected {expected}")
     if not (np.isfinite(rgb_out).all() and np.isfinite(flow_out).all()):
         raise RuntimeError(f"{video_path}: I3D produced NaN/inf features (precision {settings.precision})")
-    return VideoFeatureResult(
-        rgb_out, flow_out, st, {"wall_s": time.perf_counter() - t_start, "i3d_s": t_i3d}
-    )
+    return VideoFeatureResult(rgb_out, flow_out, st, {"wall_s": time.perf_counter() - t_start, "i3d_s": t_i3d})
 
 
 def _estimate_snippets(video_path, settings: ExtractSettings) -> int | None:

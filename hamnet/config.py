@@ -4,10 +4,12 @@ Fields mirror the YAML keys exactly; ``from_dict`` is strict (an unknown key is 
 naming it) and checks values, so a bad setting fails before any training starts. The
 defaults are the authors' THUMOS14 implementation (the same values as the base YAML).
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Mapping, TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -24,8 +26,9 @@ def _strict_kwargs(cls: type, d: Mapping[str, Any], section: str) -> dict[str, A
     known = {f.name for f in fields(cls)}
     unknown = [k for k in d if k not in known]
     if unknown:
-        raise ValueError(f"{section}: unknown setting(s) {', '.join(f'{section}.{k}' for k in unknown)} "
-                         f"(known: {sorted(known)})")
+        raise ValueError(
+            f"{section}: unknown setting(s) {', '.join(f'{section}.{k}' for k in unknown)} (known: {sorted(known)})"
+        )
     return dict(d)
 
 
@@ -52,10 +55,10 @@ class ModelConfig:
     dropout: float = 0.7
     leaky_slope: float = 0.2
     smooth_kernel: int = 0
-    input_norm: str = "none"      # none | standardize (per-dimension, statistics of the training features)
+    input_norm: str = "none"  # none | standardize (per-dimension, statistics of the training features)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ModelConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelConfig:
         kw = _strict_kwargs(cls, d, "model")
         for k in ("feature_dim", "hidden_dim", "attention_hidden", "smooth_kernel"):
             if k in kw:
@@ -68,8 +71,10 @@ class ModelConfig:
             _check(getattr(cfg, k) > 0, f"model.{k} must be positive, got {getattr(cfg, k)}")
         _check(0.0 <= cfg.dropout < 1.0, f"model.dropout must be in [0, 1), got {cfg.dropout}")
         # An even kernel with stride 1 and padding k//2 would change T; the authors use odd ones.
-        _check(cfg.smooth_kernel == 0 or (cfg.smooth_kernel > 0 and cfg.smooth_kernel % 2 == 1),
-               f"model.smooth_kernel must be 0 (off) or a positive odd number, got {cfg.smooth_kernel}")
+        _check(
+            cfg.smooth_kernel == 0 or (cfg.smooth_kernel > 0 and cfg.smooth_kernel % 2 == 1),
+            f"model.smooth_kernel must be 0 (off) or a positive odd number, got {cfg.smooth_kernel}",
+        )
         _check(cfg.input_norm in INPUT_NORMS, f"model.input_norm must be one of {INPUT_NORMS}, got {cfg.input_norm!r}")
         return cfg
 
@@ -89,7 +94,7 @@ class LossWeights:
     guide: float = 0.8
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "LossWeights":
+    def from_dict(cls, d: Mapping[str, Any]) -> LossWeights:
         kw = _strict_kwargs(cls, d, "loss.weights")
         kw = {k: _num("loss.weights", k, v) for k, v in kw.items()}
         cfg = cls(**kw)
@@ -113,7 +118,7 @@ class LossConfig:
     weights: LossWeights = field(default_factory=LossWeights)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "LossConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> LossConfig:
         kw = _strict_kwargs(cls, d, "loss")
         if "weights" in kw:
             w = kw["weights"]
@@ -147,7 +152,7 @@ class TrainConfig:
     checkpoint_every: int = 1
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
         kw = _strict_kwargs(cls, d, "train")
         for k in ("batch_size", "epochs", "num_snippets", "seed", "checkpoint_every"):
             if k in kw:
@@ -174,8 +179,17 @@ class LocalizeConfig:
 
     class_threshold: float = 0.2
     attention_thresholds: tuple[float, ...] = (
-        0.1, 0.18888888888888888, 0.2777777777777778, 0.3666666666666667, 0.4555555555555556,
-        0.5444444444444445, 0.6333333333333333, 0.7222222222222222, 0.8111111111111111, 0.9)
+        0.1,
+        0.18888888888888888,
+        0.2777777777777778,
+        0.3666666666666667,
+        0.4555555555555556,
+        0.5444444444444445,
+        0.6333333333333333,
+        0.7222222222222222,
+        0.8111111111111111,
+        0.9,
+    )
     outer_ratio: float = 0.25
     class_score_weight: float = 0.2
     nms_sigma: float = 0.3
@@ -183,7 +197,7 @@ class LocalizeConfig:
     topk_ratio: int = 10
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "LocalizeConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> LocalizeConfig:
         kw = _strict_kwargs(cls, d, "localize")
         if "attention_thresholds" in kw:
             ths = kw["attention_thresholds"]
@@ -218,8 +232,12 @@ def hamnet_settings(cfg: Mapping[str, Any]) -> tuple[ModelConfig, LossConfig, Tr
     missing = [s for s in ("model", "loss", "train", "localize") if s not in cfg]
     if missing:
         raise ValueError(f"config lacks section(s) {missing}; load a dataset config that inherits base/hamnet.yaml")
-    return (ModelConfig.from_dict(cfg["model"]), LossConfig.from_dict(cfg["loss"]),
-            TrainConfig.from_dict(cfg["train"]), LocalizeConfig.from_dict(cfg["localize"]))
+    return (
+        ModelConfig.from_dict(cfg["model"]),
+        LossConfig.from_dict(cfg["loss"]),
+        TrainConfig.from_dict(cfg["train"]),
+        LocalizeConfig.from_dict(cfg["localize"]),
+    )
 
 
 def resolve_device(name: str) -> str:

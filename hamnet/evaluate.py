@@ -29,6 +29,7 @@ always passes ``>=`` and never passes ``>``.
 CLI: ``python -m hamnet.evaluate GROUND_TRUTH.json PREDICTIONS.json --tiou-thresholds 0.1 0.5
 --output metrics.json [--mode thumos14] [--subset test]``; bad input exits 2 with one line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,13 +38,15 @@ import math
 import os
 import sys
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
-from hamnet.atomic import write_json_atomic  # noqa: F401 -- part of this module's API
+
+from core.atomic import write_json_atomic  # noqa: F401 -- part of this module's API
 
 MODES = ("activitynet", "thumos14")
 AMBIGUOUS_LABEL = "Ambiguous"
@@ -140,7 +143,9 @@ def load_json(path: str | os.PathLike, kind: str) -> dict[str, Any]:
             form = "ActivityNet ground truth" if key == "database" else "ActivityNet results"
             raise EvaluationInputError(f"{path}: missing top-level key {key!r} (expected {form} form)")
         if not isinstance(data[key], dict):
-            raise EvaluationInputError(f"{path}: {key!r} must be an object keyed by video id, got {type(data[key]).__name__}")
+            raise EvaluationInputError(
+                f"{path}: {key!r} must be an object keyed by video id, got {type(data[key]).__name__}"
+            )
     return data
 
 
@@ -165,8 +170,10 @@ def _parse_thresholds(values: Sequence[Any], warnings: list[str]) -> tuple[np.nd
             raise ValueError(f"tIoU threshold {v!r} must be in (0, 1]")
         if d.as_tuple().exponent < -_THRESHOLD_DECIMALS:
             q = d.quantize(quantum)
-            warnings.append(f"tIoU threshold {v!r} read as {format(q.normalize(), 'f')} "
-                            f"(rounded to {_THRESHOLD_DECIMALS} decimals; thresholds are exact decimals)")
+            warnings.append(
+                f"tIoU threshold {v!r} read as {format(q.normalize(), 'f')} "
+                f"(rounded to {_THRESHOLD_DECIMALS} decimals; thresholds are exact decimals)"
+            )
             d = q
         decimals.append(d.normalize())
     if not decimals:
@@ -229,10 +236,11 @@ class _Predictions:
     score: np.ndarray
 
 
-def _parse_ground_truth(gt: Any, *, subset: str | None, mode: str, source: str,
-                        warnings: list[str]) -> _GroundTruth:
+def _parse_ground_truth(gt: Any, *, subset: str | None, mode: str, source: str, warnings: list[str]) -> _GroundTruth:
     if not isinstance(gt, Mapping) or "database" not in gt:
-        raise EvaluationInputError(f"{source}: missing top-level key 'database' (expected ActivityNet ground truth form)")
+        raise EvaluationInputError(
+            f"{source}: missing top-level key 'database' (expected ActivityNet ground truth form)"
+        )
     db = gt["database"]
     if not isinstance(db, Mapping):
         raise EvaluationInputError(f"{source}: 'database' must be an object keyed by video id")
@@ -246,7 +254,9 @@ def _parse_ground_truth(gt: Any, *, subset: str | None, mode: str, source: str,
             raise EvaluationInputError(f"{source}: database[{vid!r}] must be an object, got {type(entry).__name__}")
         if subset is not None:
             if "subset" not in entry:
-                raise EvaluationInputError(f"{source}: database[{vid!r}] has no 'subset' key, cannot select subset {subset!r}")
+                raise EvaluationInputError(
+                    f"{source}: database[{vid!r}] has no 'subset' key, cannot select subset {subset!r}"
+                )
             subsets_seen[str(entry["subset"])] += 1
             if entry["subset"] != subset:
                 continue
@@ -275,12 +285,16 @@ def _parse_ground_truth(gt: Any, *, subset: str | None, mode: str, source: str,
         where = f" in subset {subset!r}" if subset is not None else ""
         raise EvaluationInputError(f"{source}: no ground-truth segments{where}; nothing to evaluate")
     if amb and mode == "activitynet":
-        warnings.append(f"{source}: {len(amb)} '{AMBIGUOUS_LABEL}' annotations ignored (not a class; only the "
-                        f"thumos14 mode uses them)")
+        warnings.append(
+            f"{source}: {len(amb)} '{AMBIGUOUS_LABEL}' annotations ignored (not a class; only the "
+            f"thumos14 mode uses them)"
+        )
         amb = []
     if zero_len:
-        warnings.append(f"{source}: {zero_len} ground-truth segments have zero length; they count as ground truth "
-                        f"but no prediction can match them (their tIoU is defined as 0)")
+        warnings.append(
+            f"{source}: {zero_len} ground-truth segments have zero length; they count as ground truth "
+            f"but no prediction can match them (their tIoU is defined as 0)"
+        )
     classes = sorted({r[1] for r in rows})
     index = {c: i for i, c in enumerate(classes)}
     f64 = np.float64
@@ -317,8 +331,9 @@ def _bad_prediction(source: str, vid: str, items: Any) -> EvaluationInputError:
     return EvaluationInputError(f"{source}: results[{vid!r}] is malformed")
 
 
-def _parse_predictions(pred: Any, gt: _GroundTruth, *, source: str, ignore_other_videos: bool,
-                       warnings: list[str]) -> _Predictions:
+def _parse_predictions(
+    pred: Any, gt: _GroundTruth, *, source: str, ignore_other_videos: bool, warnings: list[str]
+) -> _Predictions:
     if not isinstance(pred, Mapping) or "results" not in pred:
         raise EvaluationInputError(f"{source}: missing top-level key 'results' (expected ActivityNet results form)")
     results = pred["results"]
@@ -338,7 +353,9 @@ def _parse_predictions(pred: Any, gt: _GroundTruth, *, source: str, ignore_other
     # on failure, re-scan that one video for a precise message.
     for vid, items in results.items():
         if not isinstance(items, list):
-            raise EvaluationInputError(f"{source}: results[{vid!r}] must be a list of predictions, got {type(items).__name__}")
+            raise EvaluationInputError(
+                f"{source}: results[{vid!r}] must be a list of predictions, got {type(items).__name__}"
+            )
         if not items:
             continue
         v = video_index.get(vid)
@@ -404,21 +421,27 @@ def _parse_predictions(pred: Any, gt: _GroundTruth, *, source: str, ignore_other
         names = Counter(labels[i] for i in idx)
         listed = ", ".join(f"{k!r} ({c})" for k, c in names.most_common(_MAX_LISTED))
         more = f" and {len(names) - _MAX_LISTED} more" if len(names) > _MAX_LISTED else ""
-        warnings.append(f"{source}: ignored {idx.size} predictions whose {len(names)} labels are absent from the "
-                        f"evaluated ground truth: {listed}{more}")
+        warnings.append(
+            f"{source}: ignored {idx.size} predictions whose {len(names)} labels are absent from the "
+            f"evaluated ground truth: {listed}{more}"
+        )
     if other_preds:
         fate = "ignored (ignore_other_videos)" if ignore_other_videos else "counted as false positives"
-        warnings.append(f"{source}: {other_preds} predictions on {other_videos} videos absent from the evaluated "
-                        f"ground truth are {fate}")
+        warnings.append(
+            f"{source}: {other_preds} predictions on {other_videos} videos absent from the evaluated "
+            f"ground truth are {fate}"
+        )
     zero = int(((end == start) & ~unknown).sum())
     if zero:
-        warnings.append(f"{source}: {zero} predictions have zero length; their tIoU with anything is 0, "
-                        f"so they are false positives")
+        warnings.append(
+            f"{source}: {zero} predictions have zero length; their tIoU with anything is 0, so they are false positives"
+        )
     if n == 0 or unknown.all():
         warnings.append(f"{source}: no predictions to evaluate; every AP is 0")
     keep = ~unknown
-    return _Predictions(videos=videos, video=flat_video[keep], cls=cls[keep], start=start[keep],
-                        end=end[keep], score=score[keep])
+    return _Predictions(
+        videos=videos, video=flat_video[keep], cls=cls[keep], start=start[keep], end=end[keep], score=score[keep]
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -584,7 +607,7 @@ def _activitynet_ap(gt: _GroundTruth, pr: _Predictions, thr: np.ndarray) -> np.n
     n_pos = np.bincount(gt.cls, minlength=n_cls)
     by_class, bounds = _class_runs(order, pr.cls, n_cls)
     for c in range(n_cls):
-        idx = by_class[bounds[c]:bounds[c + 1]]
+        idx = by_class[bounds[c] : bounds[c + 1]]
         for k in range(n_thr if idx.size else 0):
             ap[c, k] = _interpolated_ap(hit[k, idx], int(n_pos[c]))
     return ap
@@ -625,7 +648,7 @@ def _thumos_ap(gt: _GroundTruth, pr: _Predictions, thr: np.ndarray) -> np.ndarra
     by_class, bounds = _class_runs(np.lexsort((rank, name_rank[pr.video], -pr.score)), pr.cls, n_cls)
     n_pos = np.bincount(gt.cls, minlength=n_cls)
     for c in range(n_cls):
-        idx = by_class[bounds[c]:bounds[c + 1]]
+        idx = by_class[bounds[c] : bounds[c + 1]]
         for k in range(n_thr if idx.size else 0):
             h = hit[k, idx]
             h = h[h | ~amb[idx]]
@@ -639,9 +662,17 @@ def _thumos_ap(gt: _GroundTruth, pr: _Predictions, thr: np.ndarray) -> np.ndarra
 # Public API
 
 
-def evaluate_detection(ground_truth: Mapping, predictions: Mapping, tiou_thresholds: Sequence[float | str],
-                       *, mode: str = "activitynet", subset: str | None = None, ignore_other_videos: bool = False,
-                       gt_source: str = "ground truth", pred_source: str = "predictions") -> DetectionResult:
+def evaluate_detection(
+    ground_truth: Mapping,
+    predictions: Mapping,
+    tiou_thresholds: Sequence[float | str],
+    *,
+    mode: str = "activitynet",
+    subset: str | None = None,
+    ignore_other_videos: bool = False,
+    gt_source: str = "ground truth",
+    pred_source: str = "predictions",
+) -> DetectionResult:
     """Detection AP per class and threshold, mAP per threshold, and their average.
 
     Args:
@@ -665,20 +696,34 @@ def evaluate_detection(ground_truth: Mapping, predictions: Mapping, tiou_thresho
     warnings: list[str] = []
     thr, labels = _parse_thresholds(tiou_thresholds, warnings)
     gt = _parse_ground_truth(ground_truth, subset=subset, mode=mode, source=gt_source, warnings=warnings)
-    pr = _parse_predictions(predictions, gt, source=pred_source, ignore_other_videos=ignore_other_videos,
-                            warnings=warnings)
+    pr = _parse_predictions(
+        predictions, gt, source=pred_source, ignore_other_videos=ignore_other_videos, warnings=warnings
+    )
     ap = _activitynet_ap(gt, pr, thr) if mode == "activitynet" else _thumos_ap(gt, pr, thr)
     n_cls = len(gt.classes)
     m = np.array([math.fsum(ap[:, k].tolist()) / n_cls for k in range(thr.size)])
     return DetectionResult(
-        tiou_thresholds=thr, map=m, average_map=math.fsum(m.tolist()) / m.size, classes=list(gt.classes),
-        ap=ap, warnings=warnings, mode=mode, subset=subset, threshold_labels=labels,
+        tiou_thresholds=thr,
+        map=m,
+        average_map=math.fsum(m.tolist()) / m.size,
+        classes=list(gt.classes),
+        ap=ap,
+        warnings=warnings,
+        mode=mode,
+        subset=subset,
+        threshold_labels=labels,
         num_ground_truth=np.bincount(gt.cls, minlength=n_cls),
-        num_predictions=np.bincount(pr.cls, minlength=n_cls), num_videos=len(gt.videos))
+        num_predictions=np.bincount(pr.cls, minlength=n_cls),
+        num_videos=len(gt.videos),
+    )
 
 
-def classification_ap(gt_labels: Mapping[str, Sequence[str]], video_scores: Mapping[str, Mapping[str, float]],
-                      *, warnings: list[str] | None = None) -> dict[str, float]:
+def classification_ap(
+    gt_labels: Mapping[str, Sequence[str]],
+    video_scores: Mapping[str, Mapping[str, float]],
+    *,
+    warnings: list[str] | None = None,
+) -> dict[str, float]:
     """Per-class video classification AP (non-interpolated: mean precision at each positive video).
 
     ``gt_labels`` lists every evaluated video with its classes (an empty list is a background
@@ -699,7 +744,9 @@ def classification_ap(gt_labels: Mapping[str, Sequence[str]], video_scores: Mapp
         for j, c in enumerate(classes):
             x = s.get(c)
             if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
-                raise EvaluationInputError(f"video scores: video {v!r} class {c!r}: expected a finite number, got {x!r}")
+                raise EvaluationInputError(
+                    f"video scores: video {v!r} class {c!r}: expected a finite number, got {x!r}"
+                )
             scores[i, j] = x
     extra = len(set(video_scores) - set(gt_labels))
     if extra and warnings is not None:
@@ -715,8 +762,12 @@ def classification_ap(gt_labels: Mapping[str, Sequence[str]], video_scores: Mapp
     return out
 
 
-def classification_map(gt_labels: Mapping[str, Sequence[str]], video_scores: Mapping[str, Mapping[str, float]],
-                       *, warnings: list[str] | None = None) -> float:
+def classification_map(
+    gt_labels: Mapping[str, Sequence[str]],
+    video_scores: Mapping[str, Mapping[str, float]],
+    *,
+    warnings: list[str] | None = None,
+) -> float:
     """Mean over classes of :func:`classification_ap` (a fraction in [0, 1])."""
     ap = classification_ap(gt_labels, video_scores, warnings=warnings)
     return math.fsum(ap.values()) / len(ap)
@@ -737,14 +788,19 @@ def format_table(result: DetectionResult) -> str:
     labels = result.threshold_labels or [f"{t:g}" for t in result.tiou_thresholds]
     width = max([len("mAP"), *(len(c) for c in result.classes)])
     head = f"{'class':<{width}} " + " ".join(f"{'@' + lab:>7}" for lab in labels) + f" {'avg':>7}"
-    lines = [f"mode: {result.mode}   subset: {result.subset or 'all'}   videos: {result.num_videos}   "
-             f"ground truth: {int(result.num_ground_truth.sum())}   predictions: {int(result.num_predictions.sum())}",
-             "AP (%) per class and tIoU threshold", head, "-" * len(head)]
+    lines = [
+        f"mode: {result.mode}   subset: {result.subset or 'all'}   videos: {result.num_videos}   "
+        f"ground truth: {int(result.num_ground_truth.sum())}   predictions: {int(result.num_predictions.sum())}",
+        "AP (%) per class and tIoU threshold",
+        head,
+        "-" * len(head),
+    ]
     for c, row in zip(result.classes, result.ap):
         lines.append(f"{c:<{width}} " + " ".join(f"{100 * v:7.2f}" for v in row) + f" {100 * row.mean():7.2f}")
     lines.append("-" * len(head))
-    lines.append(f"{'mAP':<{width}} " + " ".join(f"{100 * v:7.2f}" for v in result.map)
-                 + f" {100 * result.average_map:7.2f}")
+    lines.append(
+        f"{'mAP':<{width}} " + " ".join(f"{100 * v:7.2f}" for v in result.map) + f" {100 * result.average_map:7.2f}"
+    )
     if result.classification_map is not None:
         lines.append(f"classification mAP: {100 * result.classification_map:.2f}")
     return "\n".join(lines)
@@ -754,24 +810,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the exit status (2 for bad input, with a one-line message)."""
     ap = argparse.ArgumentParser(
         prog="python -m hamnet.evaluate",
-        description="Temporal action detection mAP (ActivityNet-official or THUMOS14-kit semantics).")
+        description="Temporal action detection mAP (ActivityNet-official or THUMOS14-kit semantics).",
+    )
     ap.add_argument("ground_truth", help="ground truth in ActivityNet form (JSON)")
     ap.add_argument("predictions", help="predictions in ActivityNet results form (JSON)")
-    ap.add_argument("--tiou-thresholds", nargs="+", metavar="T",
-                    help="tIoU thresholds, read as exact decimals (default: 0.5:0.05:0.95 in activitynet "
-                         "mode, 0.1:0.1:0.7 in thumos14 mode)")
+    ap.add_argument(
+        "--tiou-thresholds",
+        nargs="+",
+        metavar="T",
+        help="tIoU thresholds, read as exact decimals (default: 0.5:0.05:0.95 in activitynet "
+        "mode, 0.1:0.1:0.7 in thumos14 mode)",
+    )
     ap.add_argument("--mode", choices=MODES, default="activitynet")
     ap.add_argument("--subset", help="evaluate only ground-truth videos of this subset (e.g. test, validation)")
-    ap.add_argument("--ignore-other-videos", action="store_true",
-                    help="drop predictions on videos absent from the evaluated ground truth instead of counting "
-                         "them as false positives (the official behaviour)")
-    ap.add_argument("--video-scores", metavar="JSON",
-                    help="video-level class scores {video: {label: score}} for classification mAP "
-                         "(also read from a top-level 'video_scores' key of the predictions file)")
+    ap.add_argument(
+        "--ignore-other-videos",
+        action="store_true",
+        help="drop predictions on videos absent from the evaluated ground truth instead of counting "
+        "them as false positives (the official behaviour)",
+    )
+    ap.add_argument(
+        "--video-scores",
+        metavar="JSON",
+        help="video-level class scores {video: {label: score}} for classification mAP "
+        "(also read from a top-level 'video_scores' key of the predictions file)",
+    )
     ap.add_argument("--output", metavar="JSON", help="write the metrics here (atomically)")
     args = ap.parse_args(argv)
-    thresholds = args.tiou_thresholds or (THUMOS14_TIOU_THRESHOLDS if args.mode == "thumos14"
-                                          else ACTIVITYNET_TIOU_THRESHOLDS)
+    thresholds = args.tiou_thresholds or (
+        THUMOS14_TIOU_THRESHOLDS if args.mode == "thumos14" else ACTIVITYNET_TIOU_THRESHOLDS
+    )
     try:
         _parse_thresholds(thresholds, [])
     except ValueError as e:
@@ -780,9 +848,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         gt = load_json(args.ground_truth, "ground_truth")
         pred = load_json(args.predictions, "predictions")
-        result = evaluate_detection(gt, pred, thresholds, mode=args.mode, subset=args.subset,
-                                    ignore_other_videos=args.ignore_other_videos,
-                                    gt_source=args.ground_truth, pred_source=args.predictions)
+        result = evaluate_detection(
+            gt,
+            pred,
+            thresholds,
+            mode=args.mode,
+            subset=args.subset,
+            ignore_other_videos=args.ignore_other_videos,
+            gt_source=args.ground_truth,
+            pred_source=args.predictions,
+        )
         scores, scores_src = None, None
         if args.video_scores:
             data = load_json(args.video_scores, "video_scores")
@@ -793,8 +868,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not isinstance(scores, Mapping):
                 raise EvaluationInputError(f"{scores_src}: video scores must be an object {{video: {{label: score}}}}")
             try:
-                result.classification_map = classification_map(video_labels(gt, args.subset), scores,
-                                                                warnings=result.warnings)
+                result.classification_map = classification_map(
+                    video_labels(gt, args.subset), scores, warnings=result.warnings
+                )
             except EvaluationInputError as e:
                 raise EvaluationInputError(f"{scores_src}: {e}") from None
     except EvaluationInputError as e:

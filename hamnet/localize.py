@@ -17,11 +17,12 @@ The authors' THUMOS inference (REFERENCE section 2), reproduced exactly:
    overlap (``nms_iou: authors``) uses lengths end - start + 1 on times in seconds, like the
    authors' code; ``nms_iou: plain`` uses the ordinary temporal IoU.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -48,8 +49,8 @@ class VideoLocalization:
     video_id: str
     segments: list[Segment]
     video_scores: np.ndarray  # [C] softmax class scores (background dropped)
-    attention: np.ndarray     # [T]
-    cas: np.ndarray           # [T, C] attention-weighted logits s * a (background dropped)
+    attention: np.ndarray  # [T]
+    cas: np.ndarray  # [T, C] attention-weighted logits s * a (background dropped)
     classes: list[str] = field(default_factory=list)
 
 
@@ -64,7 +65,7 @@ def video_class_scores(weighted_cas: np.ndarray, topk_ratio: int) -> np.ndarray:
     T = weighted_cas.shape[0]
     k = max(1, T // int(topk_ratio))
     # partition puts the k largest values per column in the last k rows (order irrelevant for a mean)
-    top = np.partition(weighted_cas, T - k, axis=0)[T - k:]
+    top = np.partition(weighted_cas, T - k, axis=0)[T - k :]
     return softmax_np(top.mean(axis=0))[:-1]
 
 
@@ -75,8 +76,14 @@ def runs_above(attention: np.ndarray, threshold: float) -> tuple[np.ndarray, np.
     return edges[0::2], edges[1::2] - 1
 
 
-def score_runs(cas: np.ndarray, starts: np.ndarray, ends: np.ndarray, video_scores: np.ndarray,
-               outer_ratio: float, class_score_weight: float) -> np.ndarray:
+def score_runs(
+    cas: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    video_scores: np.ndarray,
+    outer_ratio: float,
+    class_score_weight: float,
+) -> np.ndarray:
     """Outer-inner contrastive scores [R, K] of runs on a [T, K] CAS (K = kept classes).
 
     ``video_scores`` is [K]. Uses a prefix sum, so any number of runs costs O(R * K).
@@ -93,8 +100,9 @@ def score_runs(cas: np.ndarray, starts: np.ndarray, ends: np.ndarray, video_scor
     return inner - outer + class_score_weight * video_scores[None, :]
 
 
-def soft_nms(starts: np.ndarray, ends: np.ndarray, scores: np.ndarray, sigma: float,
-             iou: str = "authors") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def soft_nms(
+    starts: np.ndarray, ends: np.ndarray, scores: np.ndarray, sigma: float, iou: str = "authors"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gaussian soft-NMS keeping every proposal; returns (starts, ends, scores) in selection order.
 
     Each step takes the highest current score, then multiplies the remaining scores by
@@ -114,17 +122,22 @@ def soft_nms(starts: np.ndarray, ends: np.ndarray, scores: np.ndarray, sigma: fl
             arr[i], arr[j] = arr[j], arr[i]
         out_s[i], out_e[i], out_sc[i] = s[i], e[i], sc[i]
         if i + 1 < n:
-            inter = np.maximum(np.minimum(e[i], e[i + 1:]) - np.maximum(s[i], s[i + 1:]) + pad, 0.0)
-            union = area[i] + area[i + 1:] - inter
+            inter = np.maximum(np.minimum(e[i], e[i + 1 :]) - np.maximum(s[i], s[i + 1 :]) + pad, 0.0)
+            union = area[i] + area[i + 1 :] - inter
             with np.errstate(divide="ignore", invalid="ignore"):
                 ov = np.where(union > 0, inter / union, 0.0)
-            sc[i + 1:] *= np.exp(-(ov * ov) / sigma)
+            sc[i + 1 :] *= np.exp(-(ov * ov) / sigma)
     return out_s, out_e, out_sc
 
 
-def segments_from_cas(weighted_cas: np.ndarray, attention: np.ndarray, classes: Sequence[str],
-                      cfg: LocalizeConfig, *, seconds_per_snippet: float = SECONDS_PER_SNIPPET
-                      ) -> tuple[list[Segment], np.ndarray]:
+def segments_from_cas(
+    weighted_cas: np.ndarray,
+    attention: np.ndarray,
+    classes: Sequence[str],
+    cfg: LocalizeConfig,
+    *,
+    seconds_per_snippet: float = SECONDS_PER_SNIPPET,
+) -> tuple[list[Segment], np.ndarray]:
     """Steps 2-4 of the module docstring on numpy arrays: (segments, video scores [C]).
 
     ``weighted_cas`` is s * a with the background column last ([T, C+1]); ``attention`` is [T].
@@ -136,7 +149,9 @@ def segments_from_cas(weighted_cas: np.ndarray, attention: np.ndarray, classes: 
     if T == 0:
         raise ValueError("cannot localize a video with no snippets (T=0)")
     if weighted_cas.shape[1] != len(classes) + 1 or attention.shape != (T,):
-        raise ValueError(f"shape mismatch: cas {weighted_cas.shape}, attention {attention.shape}, {len(classes)} classes")
+        raise ValueError(
+            f"shape mismatch: cas {weighted_cas.shape}, attention {attention.shape}, {len(classes)} classes"
+        )
     p = video_class_scores(weighted_cas, cfg.topk_ratio)
     kept = np.flatnonzero(p >= cfg.class_threshold)
     if kept.size == 0:
@@ -165,8 +180,15 @@ def segments_from_cas(weighted_cas: np.ndarray, attention: np.ndarray, classes: 
 
 
 @torch.no_grad()
-def localize_video(model: HamNet, features: np.ndarray, classes: Sequence[str], cfg: LocalizeConfig, *,
-                   seconds_per_snippet: float = SECONDS_PER_SNIPPET, video_id: str = "") -> VideoLocalization:
+def localize_video(
+    model: HamNet,
+    features: np.ndarray,
+    classes: Sequence[str],
+    cfg: LocalizeConfig,
+    *,
+    seconds_per_snippet: float = SECONDS_PER_SNIPPET,
+    video_id: str = "",
+) -> VideoLocalization:
     """Run the model on one video's full-length features (T x D) and localize its actions."""
     x = np.asarray(features, dtype=np.float32)
     name = f"video {video_id!r}" if video_id else "video"
@@ -184,13 +206,20 @@ def localize_video(model: HamNet, features: np.ndarray, classes: Sequence[str], 
     a = att[0].double().cpu().numpy()
     weighted = (logits[0].double() * att[0].double()[:, None]).cpu().numpy()
     segments, p = segments_from_cas(weighted, a, classes, cfg, seconds_per_snippet=seconds_per_snippet)
-    return VideoLocalization(video_id=video_id, segments=segments, video_scores=p, attention=a,
-                             cas=weighted[:, :-1], classes=list(classes))
+    return VideoLocalization(
+        video_id=video_id, segments=segments, video_scores=p, attention=a, cas=weighted[:, :-1], classes=list(classes)
+    )
 
 
-def localize_videos(checkpoint_path: str | os.PathLike, features: Mapping[str, np.ndarray], cfg: LocalizeConfig, *,
-                    seconds_per_snippet: float | Mapping[str, float] = SECONDS_PER_SNIPPET, progress: bool = True,
-                    device: str = "auto") -> dict[str, VideoLocalization]:
+def localize_videos(
+    checkpoint_path: str | os.PathLike,
+    features: Mapping[str, np.ndarray],
+    cfg: LocalizeConfig,
+    *,
+    seconds_per_snippet: float | Mapping[str, float] = SECONDS_PER_SNIPPET,
+    progress: bool = True,
+    device: str = "auto",
+) -> dict[str, VideoLocalization]:
     """Localize every video of ``features`` with the model of ``checkpoint_path``.
 
     ``seconds_per_snippet`` is one value for all videos or a per-video Mapping

@@ -32,6 +32,7 @@ lose; the *number* dropped per video is always n = #{t : a_t >= threshold} of th
 The drop mask is a selection, not a differentiable function of a: gradients reach the attention
 through SAL, SSAL (the kept snippets' a), sparsity and guide.
 """
+
 from __future__ import annotations
 
 import torch
@@ -84,16 +85,23 @@ def drop_mask(attention: Tensor, cfg: LossConfig, generator: torch.Generator | N
     return rank < n
 
 
-def hamnet_losses(logits: Tensor, attention: Tensor, labels: Tensor, cfg: LossConfig,
-                  generator: torch.Generator | None = None) -> dict[str, Tensor]:
+def hamnet_losses(
+    logits: Tensor, attention: Tensor, labels: Tensor, cfg: LossConfig, generator: torch.Generator | None = None
+) -> dict[str, Tensor]:
     """All six loss terms (scalars, batch means) and their weighted sum under ``total``.
 
     logits [B, T, C+1] (background last), attention [B, T] in (0, 1), labels [B, C] multi-hot.
     A term with weight 0 is still computed and reported but does not enter ``total``.
     """
-    if logits.dim() != 3 or attention.shape != logits.shape[:2] or labels.shape != (logits.shape[0], logits.shape[2] - 1):
-        raise ValueError(f"shape mismatch: logits {tuple(logits.shape)} (want [B,T,C+1]), attention "
-                         f"{tuple(attention.shape)} (want [B,T]), labels {tuple(labels.shape)} (want [B,C])")
+    if (
+        logits.dim() != 3
+        or attention.shape != logits.shape[:2]
+        or labels.shape != (logits.shape[0], logits.shape[2] - 1)
+    ):
+        raise ValueError(
+            f"shape mismatch: logits {tuple(logits.shape)} (want [B,T,C+1]), attention "
+            f"{tuple(attention.shape)} (want [B,T]), labels {tuple(labels.shape)} (want [B,C])"
+        )
     labels = labels.to(logits.dtype)
     authors = cfg.reading == "authors"
     r = cfg.topk_ratio

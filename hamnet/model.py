@@ -3,6 +3,7 @@
 Shapes follow the authors' implementation (REFERENCE section 1): both branches are temporal
 1-D convolutions over the snippet sequence of one joint RGB+flow feature vector per snippet.
 """
+
 from __future__ import annotations
 
 import torch
@@ -25,8 +26,10 @@ class InputStandardize(nn.Module):
         """Set the statistics; dimensions with (near) zero spread keep std 1 (they are constant)."""
         mean, std = torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
         if mean.shape != self.mean.shape or std.shape != self.std.shape:
-            raise ValueError(f"input statistics must have shape {tuple(self.mean.shape)}, "
-                             f"got mean {tuple(mean.shape)} and std {tuple(std.shape)}")
+            raise ValueError(
+                f"input statistics must have shape {tuple(self.mean.shape)}, "
+                f"got mean {tuple(mean.shape)} and std {tuple(std.shape)}"
+            )
         if not (torch.isfinite(mean).all() and torch.isfinite(std).all()):
             raise ValueError("input statistics contain NaN or inf")
         self.mean.copy_(mean)
@@ -39,8 +42,14 @@ class InputStandardize(nn.Module):
 class HamNet(nn.Module):
     """``forward(x[B,T,D]) -> (logits[B,T,C+1], attention[B,T])``; the last logit is background."""
 
-    def __init__(self, classifier: nn.Module, attention: nn.Module, smooth: nn.Module, num_classes: int,
-                 input_norm: nn.Module | None = None):
+    def __init__(
+        self,
+        classifier: nn.Module,
+        attention: nn.Module,
+        smooth: nn.Module,
+        num_classes: int,
+        input_norm: nn.Module | None = None,
+    ):
         super().__init__()
         self.input_norm = input_norm if input_norm is not None else nn.Identity()
         self.classifier = classifier
@@ -79,19 +88,23 @@ def build_hamnet(cfg: ModelConfig, num_classes: int) -> HamNet:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     D, H, A, slope = cfg.feature_dim, cfg.hidden_dim, cfg.attention_hidden, cfg.leaky_slope
     classifier = nn.Sequential(
-        nn.Conv1d(D, H, 3, padding=1), nn.LeakyReLU(slope),
-        nn.Conv1d(H, H, 3, padding=1), nn.LeakyReLU(slope),
+        nn.Conv1d(D, H, 3, padding=1),
+        nn.LeakyReLU(slope),
+        nn.Conv1d(H, H, 3, padding=1),
+        nn.LeakyReLU(slope),
         nn.Dropout(cfg.dropout),
         nn.Conv1d(H, num_classes + 1, 1),
     )
     attention = nn.Sequential(
-        nn.Conv1d(D, A, 3, padding=1), nn.LeakyReLU(slope),
-        nn.Conv1d(A, A, 3, padding=1), nn.LeakyReLU(slope),
-        nn.Conv1d(A, 1, 1), nn.Sigmoid(),
+        nn.Conv1d(D, A, 3, padding=1),
+        nn.LeakyReLU(slope),
+        nn.Conv1d(A, A, 3, padding=1),
+        nn.LeakyReLU(slope),
+        nn.Conv1d(A, 1, 1),
+        nn.Sigmoid(),
     )
     k = cfg.smooth_kernel
-    smooth: nn.Module = (nn.AvgPool1d(k, stride=1, padding=k // 2, count_include_pad=True)
-                         if k > 0 else nn.Identity())
+    smooth: nn.Module = nn.AvgPool1d(k, stride=1, padding=k // 2, count_include_pad=True) if k > 0 else nn.Identity()
     norm = InputStandardize(D) if cfg.input_norm == "standardize" else None
     net = HamNet(classifier, attention, smooth, num_classes, input_norm=norm)
     net.apply(_kaiming_init)

@@ -5,17 +5,19 @@ CSV columns are those of the official evaluator: ``video-id,t-start,t-end,label,
 "score", "segment": [start, end]}]}, "external_data"}``; all three keys are required by the
 official evaluator. Both writers are atomic (temporary file in the same folder, then rename).
 """
+
 from __future__ import annotations
 
 import csv
 import io
 import json
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
+from core.atomic import write_text_atomic
 from hamnet.localize import Segment
-from hamnet.atomic import write_text_atomic
 
 CSV_COLUMNS = ("video-id", "t-start", "t-end", "label", "score")
 
@@ -57,13 +59,19 @@ def results_to_dict(results: Mapping[str, Sequence[Segment]], version: str = "HA
     """The ActivityNet results form of ``{video: [Segment]}`` (every video kept, even without detections)."""
     return {
         "version": version,
-        "results": {vid: [{"label": s.label, "score": float(s.score), "segment": [float(s.t_start), float(s.t_end)]}
-                          for s in segs] for vid, segs in results.items()},
+        "results": {
+            vid: [
+                {"label": s.label, "score": float(s.score), "segment": [float(s.t_start), float(s.t_end)]} for s in segs
+            ]
+            for vid, segs in results.items()
+        },
         "external_data": {},
     }
 
 
-def write_results_json(path: str | os.PathLike, results: Mapping[str, Sequence[Segment]], version: str = "HAM-Net") -> Path:
+def write_results_json(
+    path: str | os.PathLike, results: Mapping[str, Sequence[Segment]], version: str = "HAM-Net"
+) -> Path:
     """Write ``{video: [Segment]}`` as an ActivityNet results JSON, atomically."""
     return write_text_atomic(Path(path), json.dumps(results_to_dict(results, version), indent=1) + "\n")
 

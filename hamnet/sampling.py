@@ -6,6 +6,7 @@ video. Videos shorter than N repeat indices. Two details of the authors' rule ar
 because they shape which snippets are seen: a bin's draw includes the first index of the next
 bin (``range(int(b_i), int(b_{i+1}) + 1)``), and T == N takes every snippet once.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,7 +22,7 @@ def sample_snippet_indices(length: int, num_snippets: int, rng: np.random.Genera
     bounds = np.arange(N) * length / N
     lo = bounds.astype(np.int64)  # bounds are >= 0, so truncation is floor
     hi = np.empty(N, dtype=np.int64)
-    hi[:-1] = lo[1:]          # inclusive upper end: the next bin's first index
-    hi[-1] = length - 1       # the last bin runs to the end of the video
+    hi[:-1] = lo[1:]  # inclusive upper end: the next bin's first index
+    hi[-1] = length - 1  # the last bin runs to the end of the video
     u = rng.random(N)
     return lo + np.minimum((u * (hi - lo + 1)).astype(np.int64), hi - lo)

@@ -9,6 +9,7 @@ error (a typo such as ``train.epoch`` fails loudly instead of being ignored).
 Overrides from the command line use dotted keys with YAML values, e.g.
 ``train.epochs=5`` or ``localize.attention_thresholds=[0.2,0.5]``; they obey the same rule.
 """
+
 from __future__ import annotations
 
 import copy
@@ -16,8 +17,9 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import yaml
 

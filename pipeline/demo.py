@@ -12,20 +12,22 @@ only, what HAM-Net trains on) and ``test`` videos are listed in the ground truth
 localizations are evaluated on). Everything is drawn from one seeded generator, so the same
 spec gives byte-identical videos and annotations.
 """
+
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import av
 import numpy as np
 from tqdm import tqdm
 
-from hamnet.atomic import atomic_path, write_json_atomic
-from pipeline.labels import write_labels_csv
+from core.atomic import atomic_path, write_json_atomic
+from storage.labels import write_labels_csv
 
 DEMO_CLASSES = ("spin", "bounce", "slide", "pulse")
 
@@ -69,8 +71,10 @@ class DemoSpec:
         if self.min_seconds > self.max_seconds or self.min_action_seconds > self.max_action_seconds:
             raise ValueError("min durations must not exceed max durations")
         if self.max_action_seconds * self.max_instances > self.max_action_fraction * self.min_seconds + 1e-9:
-            raise ValueError("actions could cover more than max_action_fraction of the shortest video; "
-                             "lower max_instances/max_action_seconds or raise min_seconds")
+            raise ValueError(
+                "actions could cover more than max_action_fraction of the shortest video; "
+                "lower max_instances/max_action_seconds or raise min_seconds"
+            )
 
     @property
     def classes(self) -> list[str]:
@@ -82,9 +86,9 @@ class DemoVideo:
     """The plan of one synthetic video (what is drawn where and when)."""
 
     video_id: str
-    subset: str                                   # "train" | "test"
-    duration: float                               # seconds
-    segments: list[tuple[float, float, str]]      # (start s, end s, label)
+    subset: str  # "train" | "test"
+    duration: float  # seconds
+    segments: list[tuple[float, float, str]]  # (start s, end s, label)
     background_seed: int
 
     @property
@@ -115,8 +119,9 @@ def plan_demo(spec: DemoSpec) -> list[DemoVideo]:
     return videos
 
 
-def _place(rng: np.random.Generator, duration: float, lengths: list[float], labels: list[str],
-           fps: float) -> list[tuple[float, float, str]]:
+def _place(
+    rng: np.random.Generator, duration: float, lengths: list[float], labels: list[str], fps: float
+) -> list[tuple[float, float, str]]:
     """Place non-overlapping segments at random, with background gaps of at least 1 s between."""
     gap = 1.0
     free = duration - sum(lengths) - gap * (len(lengths) + 1)
@@ -147,8 +152,12 @@ def _background(seed: int, height: int, width: int) -> np.ndarray:
     y0, x0 = ys.astype(int), xs.astype(int)
     fy, fx = (ys - y0)[:, None, None], (xs - x0)[None, :, None]
     c = coarse
-    img = ((1 - fy) * (1 - fx) * c[y0][:, x0] + (1 - fy) * fx * c[y0][:, x0 + 1]
-           + fy * (1 - fx) * c[y0 + 1][:, x0] + fy * fx * c[y0 + 1][:, x0 + 1])
+    img = (
+        (1 - fy) * (1 - fx) * c[y0][:, x0]
+        + (1 - fy) * fx * c[y0][:, x0 + 1]
+        + fy * (1 - fx) * c[y0 + 1][:, x0]
+        + fy * fx * c[y0 + 1][:, x0 + 1]
+    )
     fine = rng.normal(0, 6, size=img.shape)
     return np.clip(img + fine, 0, 255).astype(np.uint8)
 
@@ -158,19 +167,19 @@ def _draw_action(frame: np.ndarray, label: str, phase: float, cy: float, cx: flo
     h, w = frame.shape[:2]
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     colour = np.array(_COLOURS[label], dtype=np.uint8)
-    if label == "spin":        # a bar rotating about its centre, ~1 turn per second
+    if label == "spin":  # a bar rotating about its centre, ~1 turn per second
         ang = 2 * math.pi * 1.0 * phase
         dx, dy = math.cos(ang), math.sin(ang)
         along = (xx - cx) * dx + (yy - cy) * dy
         across = -(xx - cx) * dy + (yy - cy) * dx
         mask = (np.abs(along) <= 12 * scale) & (np.abs(across) <= 2.5 * scale)
-    elif label == "bounce":    # a ball bouncing vertically
+    elif label == "bounce":  # a ball bouncing vertically
         y = cy + 14 * scale * math.sin(2 * math.pi * 1.2 * phase)
         mask = (xx - cx) ** 2 + (yy - y) ** 2 <= (6 * scale) ** 2
-    elif label == "slide":     # a square sliding left and right
+    elif label == "slide":  # a square sliding left and right
         x = cx + 16 * scale * math.sin(2 * math.pi * 0.8 * phase)
         mask = (np.abs(xx - x) <= 6 * scale) & (np.abs(yy - cy) <= 6 * scale)
-    elif label == "pulse":     # a ring growing and shrinking
+    elif label == "pulse":  # a ring growing and shrinking
         r = (7 + 5 * math.sin(2 * math.pi * 1.5 * phase)) * scale
         d = np.sqrt((xx - cx) ** 2 + (yy - cy) ** 2)
         mask = np.abs(d - r) <= 2.0 * scale
@@ -184,12 +193,18 @@ def render_video(video: DemoVideo, spec: DemoSpec) -> np.ndarray:
     n = int(round(video.duration * spec.fps))
     bg = _background(video.background_seed, spec.height, spec.width)
     rng = np.random.default_rng(video.background_seed + 1)
-    pan_speed = float(rng.uniform(8, 20)) * (1 if rng.random() < 0.5 else -1)   # px per second
+    pan_speed = float(rng.uniform(8, 20)) * (1 if rng.random() < 0.5 else -1)  # px per second
     # Each action instance gets its own position and size inside the centre of the frame.
     # Object sizes and motion amplitudes are designed for 64-pixel-high frames; scale them.
     base = spec.object_scale * spec.height / 64
-    placements = [(spec.height / 2 + rng.uniform(-3, 3) * base, spec.width / 2 + rng.uniform(-4, 4) * base,
-                   float(rng.uniform(0.85, 1.15)) * base) for _ in video.segments]
+    placements = [
+        (
+            spec.height / 2 + rng.uniform(-3, 3) * base,
+            spec.width / 2 + rng.uniform(-4, 4) * base,
+            float(rng.uniform(0.85, 1.15)) * base,
+        )
+        for _ in video.segments
+    ]
     frames = np.empty((n, spec.height, spec.width, 3), dtype=np.uint8)
     for i in range(n):
         t = i / spec.fps
@@ -231,13 +246,19 @@ def ground_truth(videos: list[DemoVideo], spec: DemoSpec, subsets: tuple[str, ..
                 "duration": v.duration,
                 "annotations": [{"segment": [s, e], "label": lab} for s, e, lab in v.segments],
             }
-            for v in videos if v.subset in subsets
+            for v in videos
+            if v.subset in subsets
         },
     }
 
 
-def synthesize_demo(out_dir: str | os.PathLike, spec: DemoSpec = DemoSpec(), *, progress: bool = True,
-                    on_video: Callable[[str], None] | None = None) -> dict[str, Path]:
+def synthesize_demo(
+    out_dir: str | os.PathLike,
+    spec: DemoSpec = DemoSpec(),
+    *,
+    progress: bool = True,
+    on_video: Callable[[str], None] | None = None,
+) -> dict[str, Path]:
     """Write the demo dataset under ``out_dir``; returns the paths of its parts.
 
     Layout: ``videos/<id>.mp4``, ``labels.csv`` (train videos' weak labels), ``ground_truth.json``
@@ -249,7 +270,7 @@ def synthesize_demo(out_dir: str | os.PathLike, spec: DemoSpec = DemoSpec(), *, 
     vdir = out / "videos"
     for v in tqdm(videos, desc="synthesising demo videos", unit="video", disable=not progress):
         target = vdir / f"{v.video_id}.mp4"
-        if not target.exists():       # a rerun after a kill keeps the videos already written
+        if not target.exists():  # a rerun after a kill keeps the videos already written
             write_video_file(target, render_video(v, spec), spec.fps)
         if on_video:
             on_video(v.video_id)

@@ -1,14 +1,15 @@
 """The two extraction steps the tasks call, each writing one file per video atomically.
 
 * :func:`write_flow_cache` -- decode, resample, crop and compute quantised TV-L1 flow; store it
-  (pipeline.flowcache). This is the expensive part on CPU, so it is cached separately: a
+  (storage.flowcache). This is the expensive part on CPU, so it is cached separately: a
   changed backbone reruns features, not flow.
 * :func:`write_video_features` -- I3D RGB + flow features into the feature store
-  (pipeline.featstore.write_features), reading flow from the cache when given, otherwise
+  (storage.featstore.write_features), reading flow from the cache when given, otherwise
   computing it on the fly, pipelined with decoding and I3D.
 
 Both raise extractors.VideoError for unusable videos, and leave no file behind on failure.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,8 @@ from typing import Any
 from extractors.decode import DecodeStats
 from extractors.settings import ExtractSettings, checkpoint_sha256
 from extractors.video_features import extract_video_features, iter_snippets
-from pipeline.featstore import write_features
-from pipeline.flowcache import FlowCacheWriter, atomic_h5, open_flow_cache, write_attrs
+from storage.featstore import write_features
+from storage.flowcache import FlowCacheWriter, atomic_h5, open_flow_cache, write_attrs
 
 
 def write_flow_cache(

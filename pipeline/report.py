@@ -9,6 +9,7 @@ Timelines are the per-video arrays localization produces (attention, attention-w
 class activation); :func:`save_timelines` / :func:`load_timelines` keep them in one ``.npz``
 next to the localization results so the report can be rebuilt without the model.
 """
+
 from __future__ import annotations
 
 import base64
@@ -16,16 +17,18 @@ import html
 import io
 import json
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")  # no display on workers; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from hamnet.atomic import atomic_open, write_text_atomic
+
+from core.atomic import atomic_open, write_text_atomic
 
 
 @dataclass
@@ -34,11 +37,11 @@ class Timeline:
 
     video_id: str
     seconds_per_snippet: float
-    attention: np.ndarray                  # (T,)
-    cas: np.ndarray                        # (T, C)
+    attention: np.ndarray  # (T,)
+    cas: np.ndarray  # (T, C)
     classes: list[str]
-    video_scores: np.ndarray               # (C,)
-    segments: list[dict[str, Any]] = field(default_factory=list)   # {"segment": [s, e], "label", "score"}
+    video_scores: np.ndarray  # (C,)
+    segments: list[dict[str, Any]] = field(default_factory=list)  # {"segment": [s, e], "label", "score"}
 
 
 @dataclass
@@ -47,7 +50,7 @@ class VideoOutcome:
 
     video_id: str
     source: str
-    status: str            # "ok" | "failed"
+    status: str  # "ok" | "failed"
     reason: str = ""
     num_snippets: int = 0
     duration: float = 0.0
@@ -63,8 +66,14 @@ def save_timelines(path: str | os.PathLike, timelines: Sequence[Timeline]) -> Pa
         arrays[f"attention_{i}"] = np.asarray(t.attention, np.float32)
         arrays[f"cas_{i}"] = np.asarray(t.cas, np.float32)
         arrays[f"scores_{i}"] = np.asarray(t.video_scores, np.float32)
-        meta.append({"video_id": t.video_id, "seconds_per_snippet": float(t.seconds_per_snippet),
-                     "classes": list(t.classes), "segments": list(t.segments)})
+        meta.append(
+            {
+                "video_id": t.video_id,
+                "seconds_per_snippet": float(t.seconds_per_snippet),
+                "classes": list(t.classes),
+                "segments": list(t.segments),
+            }
+        )
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
     # A file object, not a name: np.savez would append ".npz" to a temporary name.
     with atomic_open(path, "wb") as fh:
@@ -77,26 +86,36 @@ def load_timelines(path: str | os.PathLike) -> list[Timeline]:
     try:
         with np.load(path) as z:
             meta = json.loads(bytes(z["meta"]).decode("utf-8"))
-            return [Timeline(m["video_id"], m["seconds_per_snippet"], z[f"attention_{i}"], z[f"cas_{i}"],
-                             m["classes"], z[f"scores_{i}"], m["segments"]) for i, m in enumerate(meta)]
+            return [
+                Timeline(
+                    m["video_id"],
+                    m["seconds_per_snippet"],
+                    z[f"attention_{i}"],
+                    z[f"cas_{i}"],
+                    m["classes"],
+                    z[f"scores_{i}"],
+                    m["segments"],
+                )
+                for i, m in enumerate(meta)
+            ]
     except (OSError, KeyError, ValueError) as e:
         raise ValueError(f"{path}: not a readable timelines file ({e})") from e
 
 
-def timeline_figure(t: Timeline, gt_segments: Sequence[dict[str, Any]] = (), *, max_classes: int = 4,
-                    max_predictions: int = 12) -> plt.Figure:
+def timeline_figure(
+    t: Timeline, gt_segments: Sequence[dict[str, Any]] = (), *, max_classes: int = 4, max_predictions: int = 12
+) -> plt.Figure:
     """Fig.-5-style plot of one video: GT and predicted segments, attention, class activation."""
     duration = max(len(t.attention) * t.seconds_per_snippet, 1e-6)
     times = (np.arange(len(t.attention)) + 0.5) * t.seconds_per_snippet
     gt_classes = sorted({g["label"] for g in gt_segments})
     # Classes worth drawing: the ground-truth ones, then the highest-scoring predictions.
     ranked = [t.classes[i] for i in np.argsort(-np.asarray(t.video_scores))]
-    shown = (gt_classes + [c for c in ranked if c not in gt_classes])[:max(max_classes, len(gt_classes))]
+    shown = (gt_classes + [c for c in ranked if c not in gt_classes])[: max(max_classes, len(gt_classes))]
     cmap = plt.get_cmap("tab10")
     colour = {c: cmap(i % 10) for i, c in enumerate(t.classes)}
 
-    fig, axes = plt.subplots(3, 1, figsize=(9, 4.2), sharex=True,
-                             gridspec_kw={"height_ratios": [1.1, 1, 1.3]})
+    fig, axes = plt.subplots(3, 1, figsize=(9, 4.2), sharex=True, gridspec_kw={"height_ratios": [1.1, 1, 1.3]})
     ax = axes[0]
     for g in gt_segments:
         s, e = g["segment"]
@@ -108,9 +127,16 @@ def timeline_figure(t: Timeline, gt_segments: Sequence[dict[str, Any]] = (), *, 
         s, e = p["segment"]
         alpha = float(np.clip(0.25 + 0.75 * p["score"] / top, 0.25, 1.0))
         ax.broken_barh([(s, e - s)], (0.05, 0.8), color=colour.get(p["label"], "grey"), alpha=alpha)
-    for p in preds[:3]:   # name the best few; more would overlap
-        ax.text((p["segment"][0] + p["segment"][1]) / 2, 0.45, f"{p['label']} {p['score']:.2f}", ha="center",
-                va="center", fontsize=7, clip_on=True)
+    for p in preds[:3]:  # name the best few; more would overlap
+        ax.text(
+            (p["segment"][0] + p["segment"][1]) / 2,
+            0.45,
+            f"{p['label']} {p['score']:.2f}",
+            ha="center",
+            va="center",
+            fontsize=7,
+            clip_on=True,
+        )
     ax.set_yticks([0.45, 1.45], ["predicted", "ground truth"])
     ax.set_ylim(0, 1.95)
     ax.set_title(f"{t.video_id}", fontsize=10, loc="left")
@@ -170,53 +196,80 @@ def render_report(
     ``metrics``: {"tiou_thresholds", "map", "average_map", "classes", "ap" (C x K), "warnings"}.
     ``ground_truth``: ActivityNet form whose database keys are the timelines' video ids.
     """
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-             f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
+    parts = [
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"
+    ]
     warnings = []
     if random_backbone:
-        warnings.append("Features come from a seeded RANDOM backbone (extract.random_backbone: true), not "
-                        "Kinetics-pretrained I3D: the numbers below show the pipeline works end to end, they "
-                        "are not comparable with published results.")
+        warnings.append(
+            "Features come from a seeded RANDOM backbone (extract.random_backbone: true), not "
+            "Kinetics-pretrained I3D: the numbers below show the pipeline works end to end, they "
+            "are not comparable with published results."
+        )
     failed = [o for o in outcomes if o.status != "ok"]
     if failed:
-        warnings.append(f"{len(failed)} of {len(outcomes)} videos failed and are left out of everything below; "
-                        "see the video table for the reasons.")
+        warnings.append(
+            f"{len(failed)} of {len(outcomes)} videos failed and are left out of everything below; "
+            "see the video table for the reasons."
+        )
     parts += [f"<p class='warn'>{html.escape(w)}</p>" for w in warnings]
     parts += [f"<p>{html.escape(n)}</p>" for n in notes]
 
     if metrics:
         th = [f"{x:.2f}" for x in metrics["tiou_thresholds"]]
         parts.append("<h2>Detection mAP (%) per tIoU</h2>")
-        parts.append(_table(["tIoU"] + th + ["avg"],
-                            [["mAP"] + [f"{100 * m:.2f}" for m in metrics["map"]]
-                             + [f"{100 * metrics['average_map']:.2f}"]]))
+        parts.append(
+            _table(
+                ["tIoU"] + th + ["avg"],
+                [["mAP"] + [f"{100 * m:.2f}" for m in metrics["map"]] + [f"{100 * metrics['average_map']:.2f}"]],
+            )
+        )
         ap = np.asarray(metrics.get("ap", []), dtype=float)
         if ap.size:
             parts.append("<h2>AP (%) per class</h2>")
-            parts.append(_table(["class"] + th, [[c] + [f"{100 * v:.2f}" for v in ap[i]]
-                                                 for i, c in enumerate(metrics["classes"])]))
+            parts.append(
+                _table(
+                    ["class"] + th, [[c] + [f"{100 * v:.2f}" for v in ap[i]] for i, c in enumerate(metrics["classes"])]
+                )
+            )
         for w in metrics.get("warnings", []):
             parts.append(f"<p class='warn'>evaluation: {html.escape(str(w))}</p>")
     else:
         parts.append("<p>No ground truth given: no evaluation (localizations only).</p>")
 
     parts.append("<h2>Videos</h2>")
-    parts.append(_table(["video", "status", "snippets", "duration (s)", "segments", "reason / source"],
-                        [[o.video_id, o.status, o.num_snippets, f"{o.duration:.1f}",
-                          "" if o.num_segments is None else o.num_segments,
-                          o.reason if o.status != "ok" else o.source] for o in outcomes]))
+    parts.append(
+        _table(
+            ["video", "status", "snippets", "duration (s)", "segments", "reason / source"],
+            [
+                [
+                    o.video_id,
+                    o.status,
+                    o.num_snippets,
+                    f"{o.duration:.1f}",
+                    "" if o.num_segments is None else o.num_segments,
+                    o.reason if o.status != "ok" else o.source,
+                ]
+                for o in outcomes
+            ],
+        )
+    )
 
     db = (ground_truth or {}).get("database", {})
     # Videos with ground truth first (that is where the figure says most), then the rest.
     order = sorted(timelines, key=lambda t: (t.video_id not in db, t.video_id))
     if order:
-        parts.append(f"<h2>Timelines</h2><p>{min(len(order), max_figures)} of {len(order)} videos. Top: ground "
-                     "truth and predicted segments (opacity = score); middle: attention; bottom: "
-                     "attention-weighted class activation.</p>")
+        parts.append(
+            f"<h2>Timelines</h2><p>{min(len(order), max_figures)} of {len(order)} videos. Top: ground "
+            "truth and predicted segments (opacity = score); middle: attention; bottom: "
+            "attention-weighted class activation.</p>"
+        )
     for t in order[:max_figures]:
         png = figure_png(timeline_figure(t, db.get(t.video_id, {}).get("annotations", [])))
-        parts.append(f"<img alt='{html.escape(t.video_id)}' src='data:image/png;base64,"
-                     f"{base64.b64encode(png).decode('ascii')}'>")
+        parts.append(
+            f"<img alt='{html.escape(t.video_id)}' src='data:image/png;base64,{base64.b64encode(png).decode('ascii')}'>"
+        )
     parts.append("</body></html>")
     return "\n".join(parts)
 

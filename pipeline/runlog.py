@@ -6,17 +6,19 @@ complete, so a killed run never leaves a file that looks finished. A kill does l
 temporary file behind; :func:`remove_stale_partials` deletes those of one output before it is
 written again (safe because the scheduler runs a given task in one place at a time).
 """
+
 from __future__ import annotations
 
 import datetime as _dt
 import json
 import logging
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
-from hamnet.atomic import write_json_atomic as _write_json
-from hamnet.atomic import write_text_atomic  # noqa: F401 -- re-exported for tasks
+from core.atomic import write_json_atomic as _write_json
+from core.atomic import write_text_atomic  # noqa: F401 -- re-exported for tasks
 from pipeline.report import VideoOutcome
 
 log = logging.getLogger("hamnet.pipeline")
@@ -33,7 +35,7 @@ def start_run_log(output_dir: str | os.PathLike) -> Path:
     beside it (scale-out) writes its own.
     """
     root = str(Path(output_dir).resolve())
-    if _active["root"] == root:   # also in worker processes forked from the one that opened it
+    if _active["root"] == root:  # also in worker processes forked from the one that opened it
         return _active["path"]
     if _active["handler"] is not None:
         logging.getLogger().removeHandler(_active["handler"])

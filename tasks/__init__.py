@@ -8,6 +8,7 @@ tasks, the ``gpu`` resource) while a ``luigi.cfg`` in the working directory or
 The tasks are thin shells over library functions (pipeline/, extractors/, hamnet/); nothing
 imports from here. See docs/pipeline.md.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,5 +33,16 @@ from tasks.common import PipelineTask  # noqa: E402
 from tasks.dataset import Evaluate, FeatureIndex, Localize, Report, RunAll, Train, VideosFailed  # noqa: E402
 from tasks.videos import FlowCache, MakeDemo, VideoFeatures  # noqa: E402
 
-__all__ = ["PipelineTask", "MakeDemo", "FlowCache", "VideoFeatures", "FeatureIndex", "Train", "Localize",
-           "Evaluate", "Report", "RunAll", "VideosFailed"]
+__all__ = [
+    "PipelineTask",
+    "MakeDemo",
+    "FlowCache",
+    "VideoFeatures",
+    "FeatureIndex",
+    "Train",
+    "Localize",
+    "Evaluate",
+    "Report",
+    "RunAll",
+    "VideosFailed",
+]

@@ -17,6 +17,7 @@ Storage layout under ``--output-dir`` (the "storage root"; several machines may 
 Every hash is over exactly the settings and inputs that change that output, so Luigi's
 "output exists = done" rule reruns exactly the affected stages.
 """
+
 from __future__ import annotations
 
 import functools
@@ -31,13 +32,31 @@ import luigi
 
 from pipeline.config import load_config, parse_overrides, settings_hash
 from pipeline.demo import DemoSpec, plan_demo
-from pipeline.featstore import assign_video_ids
 from pipeline.runlog import start_run_log
+from storage.featstore import assign_video_ids
 
 # File name extensions taken as videos. Other files in the directory are listed in the
 # summary as skipped (never silently ignored) but do not fail the run.
-VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".flv",
-                              ".wmv", ".ogv", ".3gp", ".ts", ".mts", ".m2ts", ".vob"})
+VIDEO_EXTENSIONS = frozenset(
+    {
+        ".mp4",
+        ".avi",
+        ".mkv",
+        ".mov",
+        ".webm",
+        ".mpg",
+        ".mpeg",
+        ".m4v",
+        ".flv",
+        ".wmv",
+        ".ogv",
+        ".3gp",
+        ".ts",
+        ".mts",
+        ".m2ts",
+        ".vob",
+    }
+)
 
 DEMO_SPEC = DemoSpec()
 
@@ -50,8 +69,10 @@ class PipelineTask(luigi.Task):
     labels = luigi.Parameter(default="", description="CSV video,label of the training videos")
     ground_truth = luigi.Parameter(default="", description="ActivityNet-form JSON for evaluation (optional)")
     subset = luigi.Parameter(default="", description="evaluate only ground-truth videos of this subset")
-    config = luigi.Parameter(default="", description="thumos14 | activitynet12 | demo | a YAML path; "
-                                                     "default: demo without --video-dir, else thumos14")
+    config = luigi.Parameter(
+        default="",
+        description="thumos14 | activitynet12 | demo | a YAML path; default: demo without --video-dir, else thumos14",
+    )
     overrides = luigi.Parameter(default="", description='e.g. "train.epochs=5 extract.crop=112"')
 
     def __init__(self, *args, **kwargs):
@@ -96,7 +117,6 @@ class PipelineTask(luigi.Task):
 
     @property
     def extract_settings(self):
-        from extractors.settings import ExtractSettings
 
         return _extract_settings_cached(json.dumps(self.cfg["extract"], sort_keys=True))
 
@@ -172,8 +192,11 @@ def _list_videos(path: str, is_demo: bool, _key: tuple) -> tuple[tuple[str, str]
         p = Path(path)
         if not p.is_dir():
             raise FileNotFoundError(f"--video-dir {p}: not a directory")
-        names = [f.name for f in p.iterdir()
-                 if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in VIDEO_EXTENSIONS]
+        names = [
+            f.name
+            for f in p.iterdir()
+            if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in VIDEO_EXTENSIONS
+        ]
         if not names:
             raise FileNotFoundError(f"--video-dir {p}: no video files (extensions {sorted(VIDEO_EXTENSIONS)})")
     ids = assign_video_ids(names)

@@ -1,10 +1,9 @@
 """Dataset-level tasks: feature index, training, localization, evaluation, report, RunAll."""
+
 from __future__ import annotations
 
-import json
 import logging
 import shutil
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -53,13 +52,28 @@ class FeatureIndex(PipelineTask):
             rec = read_record(t.output().path)
             if rec is None:
                 raise RuntimeError(f"{t.output().path}: outcome record missing or unreadable")
-            videos.append({k: rec.get(k) for k in ("video_id", "source", "status", "reason", "num_snippets",
-                                                   "duration", "seconds_per_snippet")})
-        index = {"feature_key": self.extract_settings.feature_key(),
-                 "feature_dir": str(Path(self.requires()[0].data_path()).parent) if videos else "",
-                 "video_dir": str(self.videos_path), "videos": videos,
-                 "skipped": [list(s) for s in self.skipped_files()],
-                 "random_backbone": bool(self.extract_settings.random_backbone)}
+            videos.append(
+                {
+                    k: rec.get(k)
+                    for k in (
+                        "video_id",
+                        "source",
+                        "status",
+                        "reason",
+                        "num_snippets",
+                        "duration",
+                        "seconds_per_snippet",
+                    )
+                }
+            )
+        index = {
+            "feature_key": self.extract_settings.feature_key(),
+            "feature_dir": str(Path(self.requires()[0].data_path()).parent) if videos else "",
+            "video_dir": str(self.videos_path),
+            "videos": videos,
+            "skipped": [list(s) for s in self.skipped_files()],
+            "random_backbone": bool(self.extract_settings.random_backbone),
+        }
         write_json_atomic(self.output().path, index)
         ok = sum(v["status"] == "ok" for v in videos)
         log.info("feature index: %d videos, %d ok, %d failed", len(videos), ok, len(videos) - ok)
@@ -101,8 +115,9 @@ class Train(PipelineTask):
     def train_hash(self) -> str:
         cfg = self.cfg
         train = {k: v for k, v in cfg["train"].items() if k not in ("device", "checkpoint_every")}
-        return settings_hash(self.requires().index_hash(), self.input_identity(self.labels_path),
-                             cfg["model"], cfg["loss"], train)
+        return settings_hash(
+            self.requires().index_hash(), self.input_identity(self.labels_path), cfg["model"], cfg["loss"], train
+        )
 
     def output(self):
         return luigi.LocalTarget(str(self.root / "train" / self.train_hash() / "hamnet.pt"))
@@ -110,30 +125,43 @@ class Train(PipelineTask):
     def run(self):
         from hamnet.config import hamnet_settings
         from hamnet.train import train_hamnet
-        from pipeline.featstore import FeatureStore
-        from pipeline.labels import class_list, read_labels_csv
+        from storage.featstore import FeatureStore
+        from storage.labels import class_list, read_labels_csv
 
         start_run_log(self.output_dir)
         if self.labels_path is None:
-            raise ValueError("training needs --labels (a CSV video,label); for inference only run "
-                             "Localize --checkpoint CKPT")
+            raise ValueError(
+                "training needs --labels (a CSV video,label); for inference only run Localize --checkpoint CKPT"
+            )
         _clean_dir(Path(self.output().path).parent)
         index = read_json(self.input().path)
         ok = ok_videos(index)
         labels, unmatched = map_to_ids(read_labels_csv(self.labels_path), self.videos())
         if unmatched:
-            log.warning("%d labelled videos are not in %s (ignored): %s", len(unmatched), self.videos_path,
-                        unmatched[:10])
+            log.warning(
+                "%d labelled videos are not in %s (ignored): %s", len(unmatched), self.videos_path, unmatched[:10]
+            )
         failed = sorted(set(labels) - set(ok))
         if failed:
             log.warning("%d labelled videos failed extraction and are left out of training: %s", len(failed), failed)
         train_labels = {v: labs for v, labs in labels.items() if v in ok}
         model_cfg, loss_cfg, train_cfg, _ = hamnet_settings(self.cfg)
-        log.info("training HAM-Net on %d videos, %d classes -> %s", len(train_labels),
-                 len(class_list(labels)), self.output().path)
-        train_hamnet(FeatureStore(index["feature_dir"], sorted(train_labels)), train_labels, class_list(labels),
-                     model_cfg=model_cfg, loss_cfg=loss_cfg, train_cfg=train_cfg,
-                     checkpoint_path=self.output().path, progress=True)
+        log.info(
+            "training HAM-Net on %d videos, %d classes -> %s",
+            len(train_labels),
+            len(class_list(labels)),
+            self.output().path,
+        )
+        train_hamnet(
+            FeatureStore(index["feature_dir"], sorted(train_labels)),
+            train_labels,
+            class_list(labels),
+            model_cfg=model_cfg,
+            loss_cfg=loss_cfg,
+            train_cfg=train_cfg,
+            checkpoint_path=self.output().path,
+            progress=True,
+        )
 
 
 class Localize(PipelineTask):
@@ -165,8 +193,8 @@ class Localize(PipelineTask):
         from hamnet.config import LocalizeConfig
         from hamnet.localize import localize_videos
         from hamnet.results import write_results_json, write_segments_csv
-        from pipeline.featstore import FeatureStore
         from pipeline.report import Timeline, save_timelines
+        from storage.featstore import FeatureStore
 
         start_run_log(self.output_dir)
         out_dir = Path(self.output().path).parent
@@ -176,15 +204,31 @@ class Localize(PipelineTask):
         ckpt = self.checkpoint or self.input()["model"].path
         sps = {v: float(r["seconds_per_snippet"]) for v, r in ok.items()}
         log.info("localizing %d videos with %s", len(ok), ckpt)
-        locs = localize_videos(ckpt, FeatureStore(index["feature_dir"], sorted(ok)),
-                               LocalizeConfig.from_dict(self.cfg["localize"]), seconds_per_snippet=sps,
-                               progress=True, device=self.cfg["train"]["device"])
+        locs = localize_videos(
+            ckpt,
+            FeatureStore(index["feature_dir"], sorted(ok)),
+            LocalizeConfig.from_dict(self.cfg["localize"]),
+            seconds_per_snippet=sps,
+            progress=True,
+            device=self.cfg["train"]["device"],
+        )
         for vid, loc in locs.items():
             write_segments_csv(out_dir / "csv" / f"{vid}.csv", vid, loc.segments)
-        save_timelines(out_dir / "timelines.npz", [
-            Timeline(vid, sps[vid], loc.attention, loc.cas, list(loc.classes), loc.video_scores,
-                     [{"segment": [s.t_start, s.t_end], "label": s.label, "score": s.score} for s in loc.segments])
-            for vid, loc in sorted(locs.items())])
+        save_timelines(
+            out_dir / "timelines.npz",
+            [
+                Timeline(
+                    vid,
+                    sps[vid],
+                    loc.attention,
+                    loc.cas,
+                    list(loc.classes),
+                    loc.video_scores,
+                    [{"segment": [s.t_start, s.t_end], "label": s.label, "score": s.score} for s in loc.segments],
+                )
+                for vid, loc in sorted(locs.items())
+            ],
+        )
         # results.json last: its presence is what marks this task complete.
         write_results_json(self.output().path, {vid: loc.segments for vid, loc in locs.items()})
         log.info("wrote %d segment CSVs to %s and %s", len(locs), out_dir / "csv", self.output().path)
@@ -197,8 +241,12 @@ class Evaluate(PipelineTask):
         return {"index": self.clone(FeatureIndex), "localize": self.clone(Localize)}
 
     def output(self):
-        h = settings_hash(self.requires()["localize"].loc_hash(), self.input_identity(self.ground_truth_path),
-                          self.cfg["evaluate"], self.subset)
+        h = settings_hash(
+            self.requires()["localize"].loc_hash(),
+            self.input_identity(self.ground_truth_path),
+            self.cfg["evaluate"],
+            self.subset,
+        )
         return luigi.LocalTarget(str(self.root / "evaluate" / h / "metrics.json"))
 
     def run(self):
@@ -221,19 +269,31 @@ class Evaluate(PipelineTask):
             notes.append(f"{len(failed)} ground-truth videos failed extraction and are not evaluated: {failed}")
         db = {v: e for v, e in db.items() if v in ok}
         if not db:
-            raise ValueError(f"{self.ground_truth_path}: no ground-truth video matches an extracted video "
-                             f"(subset={self.subset or 'any'})")
+            raise ValueError(
+                f"{self.ground_truth_path}: no ground-truth video matches an extracted video "
+                f"(subset={self.subset or 'any'})"
+            )
         preds = read_json(self.input()["localize"].path)
         preds = {**preds, "results": {v: s for v, s in preds["results"].items() if v in db}}
         ev = self.cfg["evaluate"]
         res = evaluate_detection({"database": db}, preds, ev["tiou_thresholds"], mode=ev["mode"])
-        metrics = {"tiou_thresholds": [float(x) for x in res.tiou_thresholds],
-                   "map": [float(x) for x in res.map], "average_map": float(res.average_map),
-                   "classes": list(res.classes), "ap": [[float(x) for x in row] for row in res.ap],
-                   "warnings": list(res.warnings) + notes, "num_videos": len(db)}
+        metrics = {
+            "tiou_thresholds": [float(x) for x in res.tiou_thresholds],
+            "map": [float(x) for x in res.map],
+            "average_map": float(res.average_map),
+            "classes": list(res.classes),
+            "ap": [[float(x) for x in row] for row in res.ap],
+            "warnings": list(res.warnings) + notes,
+            "num_videos": len(db),
+        }
         write_json_atomic(self.output().path, metrics)
-        log.info("mAP@tIoU %s = %s (avg %.4f) on %d videos", metrics["tiou_thresholds"],
-                 [round(m, 4) for m in metrics["map"]], metrics["average_map"], len(db))
+        log.info(
+            "mAP@tIoU %s = %s (avg %.4f) on %d videos",
+            metrics["tiou_thresholds"],
+            [round(m, 4) for m in metrics["map"]],
+            metrics["average_map"],
+            len(db),
+        )
 
 
 def _load_ground_truth(path: Path) -> dict[str, Any]:
@@ -257,8 +317,9 @@ class Report(PipelineTask):
 
     def report_hash(self) -> str:
         deps = self.requires()
-        return settings_hash(deps["localize"].loc_hash(),
-                             deps["evaluate"].output().path if "evaluate" in deps else None)
+        return settings_hash(
+            deps["localize"].loc_hash(), deps["evaluate"].output().path if "evaluate" in deps else None
+        )
 
     def output(self):
         return luigi.LocalTarget(str(self.root / "report" / self.report_hash() / "report.html"))
@@ -277,15 +338,27 @@ class Report(PipelineTask):
             gt_raw = _load_ground_truth(self.ground_truth_path)
             gt = {"database": map_to_ids(gt_raw["database"], self.videos())[0]}
         name = self.config or ("demo" if self.is_demo else "thumos14")
-        notes = [f"config: {name}" + (f" with overrides {self.overrides!r}" if self.overrides else ""),
-                 f"videos: {self.videos_path}", f"localizations: {loc_dir}"]
+        notes = [
+            f"config: {name}" + (f" with overrides {self.overrides!r}" if self.overrides else ""),
+            f"videos: {self.videos_path}",
+            f"localizations: {loc_dir}",
+        ]
         if self.is_demo:
-            notes.insert(0, "Synthetic demo data (pipeline/demo.py): train videos carry only video-level labels; "
-                            "mAP is measured on the held-out test videos.")
-        write_report(self.output().path, title="HAM-Net temporal action localization report",
-                     timelines=timelines, outcomes=outcomes_from(index, read_json(self.input()["localize"].path)),
-                     metrics=metrics, ground_truth=gt, random_backbone=bool(index.get("random_backbone")),
-                     notes=notes)
+            notes.insert(
+                0,
+                "Synthetic demo data (pipeline/demo.py): train videos carry only video-level labels; "
+                "mAP is measured on the held-out test videos.",
+            )
+        write_report(
+            self.output().path,
+            title="HAM-Net temporal action localization report",
+            timelines=timelines,
+            outcomes=outcomes_from(index, read_json(self.input()["localize"].path)),
+            metrics=metrics,
+            ground_truth=gt,
+            random_backbone=bool(index.get("random_backbone")),
+            notes=notes,
+        )
         log.info("report: %s", self.output().path)
 
 
@@ -293,10 +366,18 @@ def outcomes_from(index: dict[str, Any], results: dict[str, Any] | None = None):
     from pipeline.report import VideoOutcome
 
     res = (results or {}).get("results", {})
-    return [VideoOutcome(v["video_id"], v["source"], v["status"], v.get("reason") or "",
-                         int(v.get("num_snippets") or 0), float(v.get("duration") or 0.0),
-                         len(res[v["video_id"]]) if v["video_id"] in res else None)
-            for v in index["videos"]]
+    return [
+        VideoOutcome(
+            v["video_id"],
+            v["source"],
+            v["status"],
+            v.get("reason") or "",
+            int(v.get("num_snippets") or 0),
+            float(v.get("duration") or 0.0),
+            len(res[v["video_id"]]) if v["video_id"] in res else None,
+        )
+        for v in index["videos"]
+    ]
 
 
 class VideosFailed(RuntimeError):
@@ -326,18 +407,21 @@ class RunAll(PipelineTask):
         outcomes = outcomes_from(index, results)
         loc_dir = Path(self.input()["localize"].path).parent
         text = format_summary(outcomes, [tuple(s) for s in index.get("skipped", [])])
-        text += (f"\nreport: {self.root / 'report.html'}\nsegment CSVs: {loc_dir / 'csv'}\n"
-                 f"results: {self.root / 'results.json'}\n")
+        text += (
+            f"\nreport: {self.root / 'report.html'}\nsegment CSVs: {loc_dir / 'csv'}\n"
+            f"results: {self.root / 'results.json'}\n"
+        )
         write_text_atomic(self.root / "summary.txt", text)
         _copy_atomic(self.input()["report"].path, self.root / "report.html")
         _copy_atomic(self.input()["localize"].path, self.root / "results.json")
         log.info("run summary (%s):\n%s", self.root / "summary.txt", text)
         failed = [o for o in outcomes if o.status != "ok"]
         if failed:
-            raise VideosFailed(f"{len(failed)} of {len(outcomes)} videos failed: "
-                               + "; ".join(f"{o.source}: {o.reason}" for o in failed))
-        write_json_atomic(self.output().path, {"report": self.input()["report"].path,
-                                               "videos": len(outcomes)})
+            raise VideosFailed(
+                f"{len(failed)} of {len(outcomes)} videos failed: "
+                + "; ".join(f"{o.source}: {o.reason}" for o in failed)
+            )
+        write_json_atomic(self.output().path, {"report": self.input()["report"].path, "videos": len(outcomes)})
 
 
 def _copy_atomic(src: str | Path, dst: Path) -> None:

@@ -8,6 +8,7 @@ ones and exits non-zero. Anything else (a bug, out of memory) fails the task as 
 no record and is retried on the next run. The record also holds the source file's size and
 mtime; a changed file makes its records stale, so it is extracted again.
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,7 +42,7 @@ class MakeDemo(PipelineTask):
 
 class _VideoTask(PipelineTask):
     video_name = luigi.Parameter(description="file name inside the video directory")
-    video_id = luigi.Parameter(description="safe id (pipeline.featstore.assign_video_ids)")
+    video_id = luigi.Parameter(description="safe id (storage.featstore.assign_video_ids)")
 
     stage = ""
 
@@ -62,9 +63,17 @@ class _VideoTask(PipelineTask):
         return rec["status"] != "ok" or self.data_path().is_file()
 
     def _record(self, status: str, reason: str = "", **extra: Any) -> dict[str, Any]:
-        return {"video_id": self.video_id, "source": self.video_name, "stage": self.stage, "status": status,
-                "reason": reason, "source_stat": source_stat(self.source), "host": socket.gethostname(),
-                "pid": os.getpid(), **extra}
+        return {
+            "video_id": self.video_id,
+            "source": self.video_name,
+            "stage": self.stage,
+            "status": status,
+            "reason": reason,
+            "source_stat": source_stat(self.source),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            **extra,
+        }
 
     def _run_guarded(self, work) -> None:
         """Run ``work()``; bad input becomes a failure record instead of a task failure."""
@@ -81,7 +90,7 @@ class _VideoTask(PipelineTask):
             rec = self._record("ok", data=data.name, **extra)
             log.info("%s ok: %s (%.1f s)", self.stage, self.video_id, time.time() - started)
         except VideoError as e:
-            data.unlink(missing_ok=True)   # never leave a data file that could pass for a result
+            data.unlink(missing_ok=True)  # never leave a data file that could pass for a result
             rec = self._record("failed", e.reason)
             log.warning("%s FAILED: %s: %s", self.stage, self.video_id, e)
         rec.update(started=started, finished=time.time())
@@ -108,8 +117,9 @@ class FlowCache(_VideoTask):
         from pipeline.extract import write_flow_cache
 
         log.info("computing flow for %s (%s)", self.video_id, self.source)
-        self._run_guarded(lambda: write_flow_cache(self.source, self.data_path(), self.extract_settings,
-                                                   progress=True) and None)
+        self._run_guarded(
+            lambda: write_flow_cache(self.source, self.data_path(), self.extract_settings, progress=True) and None
+        )
 
 
 class VideoFeatures(_VideoTask):
@@ -140,16 +150,25 @@ class VideoFeatures(_VideoTask):
             log.warning("features FAILED: %s: %s", self.video_id, flow["reason"])
             return
         from pipeline.extract import write_video_features
-        from pipeline.featstore import read_features
+        from storage.featstore import read_features
 
         def work():
             log.info("extracting features for %s (%s)", self.video_id, self.source)
-            write_video_features(self.source, self.data_path(), self.extract_settings, video_id=self.video_id,
-                                 flow_cache=Path(self.input().path).with_suffix(".h5"), progress=True,
-                                 models=_backbones(self.extract_settings))
+            write_video_features(
+                self.source,
+                self.data_path(),
+                self.extract_settings,
+                video_id=self.video_id,
+                flow_cache=Path(self.input().path).with_suffix(".h5"),
+                progress=True,
+                models=_backbones(self.extract_settings),
+            )
             f = read_features(self.data_path())
-            return {"num_snippets": f.num_snippets, "duration": float(f.attrs["duration"]),
-                    "seconds_per_snippet": f.seconds_per_snippet}
+            return {
+                "num_snippets": f.num_snippets,
+                "duration": float(f.attrs["duration"]),
+                "seconds_per_snippet": f.seconds_per_snippet,
+            }
 
         self._run_guarded(work)
 
@@ -163,7 +182,7 @@ def _backbones(settings):
 
     key = settings.feature_key()
     if key not in _BACKBONES:
-        _BACKBONES.clear()   # keep one pair in memory
+        _BACKBONES.clear()  # keep one pair in memory
         _BACKBONES[key] = build_backbones(settings)
     return _BACKBONES[key]
 

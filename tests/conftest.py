@@ -1,4 +1,5 @@
 """Shared fixtures. Real data lives in ../shared/data beside the checkout (never copied here)."""
+
 from __future__ import annotations
 
 import os

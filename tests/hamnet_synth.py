@@ -6,6 +6,7 @@ like I3D's are non-negative), background snippets get noise only.
 Ground truth is returned in ActivityNet form with the same snippet-to-seconds rule as the
 localizer (start = i0 * sps, end = (i1 + 1) * sps), so a perfect localizer scores mAP 1.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,10 +14,19 @@ import numpy as np
 SPS = 16 / 25
 
 
-def planted_dataset(n_videos: int, num_classes: int = 4, feature_dim: int = 64, *, seed: int = 0,
-                    t_range: tuple[int, int] = (60, 120), seg_range: tuple[int, int] = (8, 20),
-                    signal: float = 1.5, subset: str = "validation", prefix: str = "vid",
-                    prototypes: np.ndarray | None = None):
+def planted_dataset(
+    n_videos: int,
+    num_classes: int = 4,
+    feature_dim: int = 64,
+    *,
+    seed: int = 0,
+    t_range: tuple[int, int] = (60, 120),
+    seg_range: tuple[int, int] = (8, 20),
+    signal: float = 1.5,
+    subset: str = "validation",
+    prefix: str = "vid",
+    prototypes: np.ndarray | None = None,
+):
     """Return (features {vid: T x D float32}, labels {vid: [class]}, classes, ground_truth, prototypes)."""
     rng = np.random.default_rng(seed)
     classes = [f"action{c}" for c in range(num_classes)]
@@ -46,9 +56,9 @@ def planted_dataset(n_videos: int, num_classes: int = 4, feature_dim: int = 64, 
                     L = int(rng.integers(*seg_range))
                     s = int(rng.integers(0, T - L))
                     # keep a gap of 2 snippets between segments so they stay separate instances
-                    if free[max(0, s - 2):s + L + 2].all():
-                        free[s:s + L] = False
-                        x[s:s + L] += signal * prototypes[c]
+                    if free[max(0, s - 2) : s + L + 2].all():
+                        free[s : s + L] = False
+                        x[s : s + L] += signal * prototypes[c]
                         anns.append({"segment": [s * SPS, (s + L) * SPS], "label": classes[c]})
                         break
         labels[vid] = sorted({a["label"] for a in anns})

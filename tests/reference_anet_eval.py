@@ -6,10 +6,12 @@ no code and no vectorisation trick with hamnet.evaluate. It applies the same doc
 (stable ties, unknown labels ignored, zero-length tIoU 0, Ambiguous handling) and sums with
 math.fsum like the fast evaluator, so the two must agree to the last bit.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 AMBIGUOUS = "Ambiguous"
 
@@ -76,8 +78,9 @@ def interpolated_ap(tp_flags: Sequence[bool], n_pos: int) -> float:
     return math.fsum(terms)
 
 
-def reference_activitynet(gt: Mapping[str, Any], pred: Mapping[str, Any], thresholds: Sequence[float],
-                          subset: str | None = None) -> tuple[list[str], list[list[float]], list[float]]:
+def reference_activitynet(
+    gt: Mapping[str, Any], pred: Mapping[str, Any], thresholds: Sequence[float], subset: str | None = None
+) -> tuple[list[str], list[list[float]], list[float]]:
     """Classes, AP[class][threshold], mAP[threshold] with the official ActivityNet semantics."""
     _, segments, _, classes = _gt_tables(gt, subset)
     preds = _pred_list(pred, classes)
@@ -121,8 +124,9 @@ def kit_overlap(a0: float, a1: float, b0: float, b1: float) -> float:
     return 0.0
 
 
-def reference_thumos_kit(gt: Mapping[str, Any], pred: Mapping[str, Any], thresholds: Sequence[float],
-                         subset: str | None = None) -> tuple[list[str], list[list[float]], list[float]]:
+def reference_thumos_kit(
+    gt: Mapping[str, Any], pred: Mapping[str, Any], thresholds: Sequence[float], subset: str | None = None
+) -> tuple[list[str], list[list[float]], list[float]]:
     """Classes, AP[class][threshold], mAP[threshold] with the THUMOS14 kit semantics."""
     videos, segments, ambiguous, classes = _gt_tables(gt, subset)
     preds = _pred_list(pred, classes)

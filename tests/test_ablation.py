@@ -1,4 +1,5 @@
 """The ablation runner on a tiny completeness benchmark: table structure and evaluator numbers."""
+
 from __future__ import annotations
 
 import json
@@ -6,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.ablation import (
+from storage.annotations import read_ground_truth_json, select_subset
+from studies.ablation import (
     AblationError,
     AblationSpec,
     collect_table,
@@ -15,12 +17,16 @@ from pipeline.ablation import (
     main,
     run_ablation,
 )
-from pipeline.annotations import read_ground_truth_json, select_subset
-from pipeline.completeness import BenchmarkSettings, generate_benchmark
+from studies.completeness import BenchmarkSettings, generate_benchmark
 
 TINY = [
-    "model.feature_dim=16", "model.hidden_dim=16", "model.attention_hidden=8",
-    "train.epochs=2", "train.num_snippets=24", "train.batch_size=4", "train.lr=0.001",
+    "model.feature_dim=16",
+    "model.hidden_dim=16",
+    "model.attention_hidden=8",
+    "train.epochs=2",
+    "train.num_snippets=24",
+    "train.batch_size=4",
+    "train.lr=0.001",
     "localize.attention_thresholds=[0.3,0.6]",
 ]
 
@@ -28,16 +34,21 @@ TINY = [
 @pytest.fixture(scope="module")
 def tiny_bench(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench")
-    generate_benchmark(root, BenchmarkSettings(feature_dim=16, num_train_videos=8, num_test_videos=6, seed=1),
-                       progress=False)
+    generate_benchmark(
+        root, BenchmarkSettings(feature_dim=16, num_train_videos=8, num_test_videos=6, seed=1), progress=False
+    )
     return root
 
 
 def _spec(**kw) -> AblationSpec:
     d = {
-        "config": "completeness_cpu", "seeds": [0, 1], "overrides": TINY,
-        "rows": [{"name": "MIL only", "group": "Table 1", "overrides": ["loss.weights.hal=0", "loss.weights.ssal=0"]},
-                 {"name": "full", "group": "Table 1"}],
+        "config": "completeness_cpu",
+        "seeds": [0, 1],
+        "overrides": TINY,
+        "rows": [
+            {"name": "MIL only", "group": "Table 1", "overrides": ["loss.weights.hal=0", "loss.weights.ssal=0"]},
+            {"name": "full", "group": "Table 1"},
+        ],
     }
     d.update(kw)
     return AblationSpec.from_dict(d)
@@ -68,7 +79,9 @@ def test_two_rows_two_seeds_table_is_the_evaluators(tiny_bench, tmp_path):
         assert np.allclose(row["map_std"], per_seed.std(0, ddof=1))
         assert row["average_mean"] == pytest.approx(np.mean([r["average_map"] * 100 for r in row["runs"]]))
     # the two rows really ran different settings
-    cfgs = [json.loads((tmp_path / r["runs"][0]["run_dir"] / "metrics.json").read_text())["config"] for r in table["rows"]]
+    cfgs = [
+        json.loads((tmp_path / r["runs"][0]["run_dir"] / "metrics.json").read_text())["config"] for r in table["rows"]
+    ]
     assert cfgs[0]["loss"]["weights"]["hal"] == 0 and cfgs[1]["loss"]["weights"]["hal"] == 0.2
     assert cfgs[0]["model"]["feature_dim"] == 16 and cfgs[0]["train"]["seed"] == 0
     md = (out / "ablation.md").read_text()
@@ -78,7 +91,9 @@ def test_two_rows_two_seeds_table_is_the_evaluators(tiny_bench, tmp_path):
 
     # a second run reuses every finished run (nothing retrained)
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("metrics.json")}
-    again = run_ablation(_spec(), tiny_bench / "features", tiny_bench / "gt.json", out, progress=False, log=lambda s: None)
+    again = run_ablation(
+        _spec(), tiny_bench / "features", tiny_bench / "gt.json", out, progress=False, log=lambda s: None
+    )
     assert again["rows"] == table["rows"]
     assert {p: p.stat().st_mtime_ns for p in out.rglob("metrics.json")} == stamps
     # the table can be rebuilt from the finished runs alone; a row whose settings changed has none
@@ -115,23 +130,67 @@ def test_shipped_ablation_file_is_valid():
 
 def test_cli(tiny_bench, tmp_path, capsys):
     spec = tmp_path / "abl.yaml"
-    spec.write_text(json.dumps({"config": "completeness_cpu", "seeds": [0], "overrides": TINY,
-                                "rows": [{"name": "full"}, {"name": "BCL only", "overrides": [
-                                    "loss.weights.hal=0", "loss.weights.sal=0", "loss.weights.ssal=0",
-                                    "loss.weights.sparsity=0", "loss.weights.guide=0"]}]}))
-    rc = main([str(spec), "--store", str(tiny_bench / "features"), "--gt", str(tiny_bench / "gt.json"),
-               "--out", str(tmp_path / "o"), "--rows", "full", "--no-progress"])
+    spec.write_text(
+        json.dumps(
+            {
+                "config": "completeness_cpu",
+                "seeds": [0],
+                "overrides": TINY,
+                "rows": [
+                    {"name": "full"},
+                    {
+                        "name": "BCL only",
+                        "overrides": [
+                            "loss.weights.hal=0",
+                            "loss.weights.sal=0",
+                            "loss.weights.ssal=0",
+                            "loss.weights.sparsity=0",
+                            "loss.weights.guide=0",
+                        ],
+                    },
+                ],
+            }
+        )
+    )
+    rc = main(
+        [
+            str(spec),
+            "--store",
+            str(tiny_bench / "features"),
+            "--gt",
+            str(tiny_bench / "gt.json"),
+            "--out",
+            str(tmp_path / "o"),
+            "--rows",
+            "full",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "| full |" in out and "BCL only" not in out
-    assert main([str(spec), "--store", str(tiny_bench / "features"), "--gt", str(tiny_bench / "gt.json"),
-                 "--out", str(tmp_path / "o2"), "--set", "train.epoch=3"]) == 2
+    assert (
+        main(
+            [
+                str(spec),
+                "--store",
+                str(tiny_bench / "features"),
+                "--gt",
+                str(tiny_bench / "gt.json"),
+                "--out",
+                str(tmp_path / "o2"),
+                "--set",
+                "train.epoch=3",
+            ]
+        )
+        == 2
+    )
     assert "train.epoch" in capsys.readouterr().err
 
 
 def _as_wtalc(bench, dest):
     """Export the tiny benchmark as a W-TALC features file + annotation folder."""
-    from pipeline.featstore import FeatureStore
+    from storage.featstore import FeatureStore
 
     gt = read_ground_truth_json(bench / "gt.json")
     store = FeatureStore(bench / "features")
@@ -154,12 +213,24 @@ def _as_wtalc(bench, dest):
 
 
 def test_reproduce_end_to_end_prints_paper_layout(tiny_bench, tmp_path, capsys):
-    from pipeline.reproduce import RECIPES, main as reproduce_main
+    from studies.reproduce import RECIPES
+    from studies.reproduce import main as reproduce_main
 
     feats, ann = _as_wtalc(tiny_bench, tmp_path / "wtalc")
     work = tmp_path / "work"
-    rc = reproduce_main(["thumos14", "--features", str(feats), "--annotations", str(ann), "--work", str(work),
-                         "--no-progress", *sum((["--set", o] for o in TINY), [])])
+    rc = reproduce_main(
+        [
+            "thumos14",
+            "--features",
+            str(feats),
+            "--annotations",
+            str(ann),
+            "--work",
+            str(work),
+            "--no-progress",
+            *sum((["--set", o] for o in TINY), []),
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "| HAM-Net (paper) | 65.4 | 59.0 | 50.3 | 41.1 | 31.0 | 20.7 | 11.1 | 39.8 |" in out

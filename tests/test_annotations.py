@@ -1,4 +1,5 @@
 """Annotation readers on the real public files (counts asserted) and the W-TALC features importer."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.annotations import (
+from storage.annotations import (
     AnnotationError,
     count_segments,
     read_activitynet_json,
@@ -20,8 +21,8 @@ from pipeline.annotations import (
     video_labels,
     write_ground_truth_json,
 )
-from pipeline.featstore import FeatureStore, read_features
-from pipeline.wtalc import WtalcImportError, import_wtalc_features
+from storage.featstore import FeatureStore, read_features
+from storage.wtalc import WtalcImportError, import_wtalc_features
 
 CMCS = "thumos14/cmcs"
 WTALC = "thumos14/wtalc/Thumos14reduced-Annotations"
@@ -31,8 +32,11 @@ ANET_3C = "activitynet12/3c-net/ActivityNet1.2-Annotations"
 
 @pytest.fixture(scope="module")
 def thumos_test(shared_data):
-    return read_thumos14_annotations(shared_data / CMCS / "thumos14-test-annotations",
-                                     meta_mat=shared_data / CMCS / "thumos14-test-meta.mat", include_ambiguous=True)
+    return read_thumos14_annotations(
+        shared_data / CMCS / "thumos14-test-annotations",
+        meta_mat=shared_data / CMCS / "thumos14-test-meta.mat",
+        include_ambiguous=True,
+    )
 
 
 def test_thumos14_test_counts(shared_data, thumos_test):
@@ -56,16 +60,25 @@ def test_thumos14_test_counts(shared_data, thumos_test):
 
 
 def test_thumos14_cliffdiving_also_listed_as_diving(thumos_test):
-    spans = lambda lab: Counter((v, tuple(a["segment"])) for v, e in thumos_test["database"].items()
-                                for a in e["annotations"] if a["label"] == lab)
+    def spans(lab):
+        return Counter(
+            (v, tuple(a["segment"]))
+            for v, e in thumos_test["database"].items()
+            for a in e["annotations"]
+            if a["label"] == lab
+        )
+
     cliff, diving = spans("CliffDiving"), spans("Diving")
     assert sum(cliff.values()) > 100
     assert not (cliff - diving), "every CliffDiving instance is also a Diving instance (official files)"
 
 
 def test_thumos14_validation_counts(shared_data):
-    gt = read_thumos14_annotations(shared_data / CMCS / "thumos14-val-annotations",
-                                   meta_mat=shared_data / CMCS / "thumos14-val-meta.mat", include_ambiguous=True)
+    gt = read_thumos14_annotations(
+        shared_data / CMCS / "thumos14-val-annotations",
+        meta_mat=shared_data / CMCS / "thumos14-val-meta.mat",
+        include_ambiguous=True,
+    )
     assert len(gt["database"]) == 200
     assert count_segments(gt, label="Ambiguous") == 89
     assert count_segments(gt) - 89 == 3007
@@ -95,7 +108,11 @@ def test_wtalc_reduced_counts_and_agreement_with_official(shared_data, thumos_te
 def test_activitynet12_validation_from_cmcs_json(shared_data):
     gt = read_activitynet_json(shared_data / ANET_JSON)
     assert len(gt["database"]) == 8907
-    assert Counter(e["subset"] for e in gt["database"].values()) == {"training": 4441, "validation": 2198, "testing": 2268}
+    assert Counter(e["subset"] for e in gt["database"].values()) == {
+        "training": 4441,
+        "validation": 2198,
+        "testing": 2268,
+    }
     assert count_segments(gt, subset="validation") == 3281
     assert len(gt["classes"]) == 100
     val = read_activitynet_json(shared_data / ANET_JSON, subsets=["validation"])
@@ -178,7 +195,7 @@ def test_wtalc_features_import(tmp_path):
     fpath, ann, feats = _fake_wtalc(tmp_path)
     out = import_wtalc_features(fpath, ann, tmp_path / "store", progress=False)
     assert list(out) == [f"video_validation_{i:07d}" for i in range(3)]
-    for i, (vid, path) in enumerate(out.items()):
+    for i, path in enumerate(out.values()):
         rec = read_features(path)
         assert np.array_equal(rec.rgb, feats[i][:, :8]) and np.array_equal(rec.flow, feats[i][:, 8:])
         assert np.array_equal(rec.joint(), feats[i])

@@ -1,4 +1,5 @@
 """The completeness benchmark generator: THUMOS14 structure, core/extent/background, seeded."""
+
 from __future__ import annotations
 
 import json
@@ -7,8 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.annotations import read_ground_truth_json, read_wtalc_annotations
-from pipeline.completeness import (
+from storage.annotations import read_ground_truth_json, read_wtalc_annotations
+from storage.featstore import FeatureStore
+from storage.labels import read_labels_csv
+from studies.completeness import (
     BenchmarkSettings,
     generate_benchmark,
     load_structure,
@@ -17,8 +20,6 @@ from pipeline.completeness import (
     num_snippets,
     snippet_masks,
 )
-from pipeline.featstore import FeatureStore
-from pipeline.labels import read_labels_csv
 
 WTALC = "thumos14/wtalc/Thumos14reduced-Annotations"
 SMALL = dict(feature_dim=32, num_train_videos=6, num_test_videos=5)
@@ -26,8 +27,9 @@ SMALL = dict(feature_dim=32, num_train_videos=6, num_test_videos=5)
 
 def test_real_structure_is_kept(tmp_path, shared_data):
     structure = load_structure(wtalc_annotations=shared_data / WTALC)
-    summary = generate_benchmark(tmp_path, BenchmarkSettings(feature_dim=16), structure=structure,
-                                 max_videos_per_subset=3, progress=False)
+    summary = generate_benchmark(
+        tmp_path, BenchmarkSettings(feature_dim=16), structure=structure, max_videos_per_subset=3, progress=False
+    )
     assert summary["videos"] == {"test": 3, "validation": 3}
     real = read_wtalc_annotations(shared_data / WTALC)["database"]
     gt = read_ground_truth_json(tmp_path / "gt.json")
@@ -40,19 +42,22 @@ def test_real_structure_is_kept(tmp_path, shared_data):
         assert rec.joint().shape == (math.ceil(e["duration"] * 25 / 16), 16)
         assert rec.rgb.shape[1] == rec.flow.shape[1] == 8
         assert rec.attrs["synthetic"] and rec.attrs["fps"] == 25.0 and rec.attrs["frames_per_snippet"] == 16
-        assert rec.settings["generator"] == "pipeline.completeness" and rec.settings["feature_dim"] == 16
+        assert rec.settings["generator"] == "studies.completeness" and rec.settings["feature_dim"] == 16
     labels = read_labels_csv(tmp_path / "labels.csv")
     assert labels == {v: sorted({a["label"] for a in e["annotations"]}) for v, e in gt["database"].items()}
     assert json.loads((tmp_path / "benchmark.json").read_text())["segments"]["test"] == sum(
-        len(e["annotations"]) for e in gt["database"].values() if e["subset"] == "test")
+        len(e["annotations"]) for e in gt["database"].values() if e["subset"] == "test"
+    )
 
 
 def test_full_thumos_structure_counts(shared_data):
     s = load_structure(wtalc_annotations=shared_data / WTALC)
     assert len(s["database"]) == 412
     assert sum(len(e["annotations"]) for e in s["database"].values()) == 6365
-    t = load_structure(thumos_annotation_dirs=[str(shared_data / "thumos14/cmcs/thumos14-test-annotations")],
-                       thumos_meta=[str(shared_data / "thumos14/cmcs/thumos14-test-meta.mat")])
+    t = load_structure(
+        thumos_annotation_dirs=[str(shared_data / "thumos14/cmcs/thumos14-test-annotations")],
+        thumos_meta=[str(shared_data / "thumos14/cmcs/thumos14-test-meta.mat")],
+    )
     assert len(t["database"]) == 212  # video 1292 (Ambiguous only) has no action to place
     assert sum(len(e["annotations"]) for e in t["database"].values()) == 3358
 
@@ -71,7 +76,7 @@ def test_core_extent_background_structure():
     idx = np.flatnonzero(core == 0)
     assert np.all(np.diff(idx) == 1), "the core is one contiguous run inside the instance"
     assert not np.any((core >= 0) & (extent >= 0))
-    from pipeline.completeness import video_features
+    from studies.completeness import video_features
 
     x = video_features(T, core, extent, protos, s, rng)
     on_core = x @ protos.core[0]
@@ -90,7 +95,7 @@ def test_core_extent_background_structure():
 def test_seeded_and_deterministic(tmp_path):
     a = generate_benchmark(tmp_path / "a", BenchmarkSettings(seed=3, **SMALL), progress=False)
     b = generate_benchmark(tmp_path / "b", BenchmarkSettings(seed=3, **SMALL), progress=False)
-    c = generate_benchmark(tmp_path / "c", BenchmarkSettings(seed=4, **SMALL), progress=False)
+    generate_benchmark(tmp_path / "c", BenchmarkSettings(seed=4, **SMALL), progress=False)
     sa, sb, sc = (FeatureStore(tmp_path / k / "features") for k in "abc")
     assert list(sa) == list(sb)
     assert all(np.array_equal(sa[v], sb[v]) for v in sa)
@@ -99,8 +104,9 @@ def test_seeded_and_deterministic(tmp_path):
 
 
 def test_drawn_structure_is_thumos_like(tmp_path):
-    summary = generate_benchmark(tmp_path, BenchmarkSettings(feature_dim=8, num_train_videos=40, num_test_videos=30),
-                                 progress=False)
+    summary = generate_benchmark(
+        tmp_path, BenchmarkSettings(feature_dim=8, num_train_videos=40, num_test_videos=30), progress=False
+    )
     assert summary["videos"] == {"test": 30, "validation": 40}
     assert len(summary["classes"]) == 20
     per_video = (summary["segments"]["test"] + summary["segments"]["validation"]) / 70
@@ -118,8 +124,21 @@ def test_settings_are_strict_and_cli(tmp_path, capsys):
         BenchmarkSettings.from_dict({"feature_dims": 8})
     with pytest.raises(ValueError, match="even"):
         BenchmarkSettings.from_dict({"feature_dim": 7})
-    assert main([str(tmp_path / "cli"), "--set", "feature_dim=8", "--set", "num_train_videos=2",
-                 "--set", "num_test_videos=2", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                str(tmp_path / "cli"),
+                "--set",
+                "feature_dim=8",
+                "--set",
+                "num_train_videos=2",
+                "--set",
+                "num_test_videos=2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["videos"] == {"test": 2, "validation": 2}
     assert main([str(tmp_path / "cli2"), "--set", "core_fraction=2"]) == 2
@@ -129,13 +148,13 @@ def test_settings_are_strict_and_cli(tmp_path, capsys):
 def test_snippet_truth_replays_the_generator(tmp_path):
     s = BenchmarkSettings(feature_dim=256, num_train_videos=2, num_test_videos=2, noise_std=0.5, seed=9)
     generate_benchmark(tmp_path, s, progress=False)
-    from pipeline.completeness import snippet_truth
+    from studies.completeness import snippet_truth
 
     truth = snippet_truth(tmp_path)
     store = FeatureStore(tmp_path / "features")
     protos = make_prototypes(s, 20, np.random.default_rng([s.seed, 2]))
     assert sorted(truth) == sorted(store)
-    for vid, (core, extent) in truth.items():
+    for vid, (core, _extent) in truth.items():
         x = store[vid]
         assert len(core) == x.shape[0]
         m = core >= 0

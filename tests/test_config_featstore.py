@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from pipeline.config import ConfigError, load_config, parse_overrides, settings_hash
-from pipeline.featstore import (
+from storage.featstore import (
     FeatureStore,
     FeatureStoreError,
     assign_video_ids,
@@ -31,8 +31,9 @@ def test_nested_settings_merge_key_by_key():
     demo, base = load_config("demo"), load_config("thumos14")
     # demo.yaml sets only the pyramid; the other TV-L1 values come from the base.
     assert demo["extract"]["tvl1"]["nscales"] == 3 and demo["extract"]["tvl1"]["warps"] == 3
-    assert {k: v for k, v in demo["extract"]["tvl1"].items() if k not in ("nscales", "warps")} == \
-        {k: v for k, v in base["extract"]["tvl1"].items() if k not in ("nscales", "warps")}
+    assert {k: v for k, v in demo["extract"]["tvl1"].items() if k not in ("nscales", "warps")} == {
+        k: v for k, v in base["extract"]["tvl1"].items() if k not in ("nscales", "warps")
+    }
     with pytest.raises(ConfigError, match="nscale"):
         load_config("thumos14", ["extract.tvl1.nscale=3"])
 
@@ -63,8 +64,18 @@ def test_parse_overrides_keeps_list_values():
 def test_feature_roundtrip_and_atomicity(tmp_path: Path):
     rgb = np.random.default_rng(0).normal(size=(7, 4)).astype(np.float32)
     flow = rgb[::-1].copy()
-    p = write_features(tmp_path / "v.h5", rgb, flow, video_id="v", fps=25, frames_per_snippet=16,
-                       n_frames=112, duration=4.48, source="v.mp4", settings={"crop": 224})
+    p = write_features(
+        tmp_path / "v.h5",
+        rgb,
+        flow,
+        video_id="v",
+        fps=25,
+        frames_per_snippet=16,
+        n_frames=112,
+        duration=4.48,
+        source="v.mp4",
+        settings={"crop": 224},
+    )
     rec = read_features(p)
     np.testing.assert_array_equal(rec.rgb, rgb)
     assert rec.joint().shape == (7, 8) and rec.settings == {"crop": 224}
@@ -73,8 +84,17 @@ def test_feature_roundtrip_and_atomicity(tmp_path: Path):
     store = FeatureStore(tmp_path)
     assert list(store) == ["v"] and store["v"].shape == (7, 8)
     with pytest.raises(FeatureStoreError, match="equal T|T="):
-        write_features(tmp_path / "w.h5", rgb, flow[:3], video_id="w", fps=25, frames_per_snippet=16,
-                       n_frames=1, duration=1, source="w")
+        write_features(
+            tmp_path / "w.h5",
+            rgb,
+            flow[:3],
+            video_id="w",
+            fps=25,
+            frames_per_snippet=16,
+            n_frames=1,
+            duration=1,
+            source="w",
+        )
     assert not (tmp_path / "w.h5").exists()
 
 

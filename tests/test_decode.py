@@ -1,4 +1,5 @@
 """Decoding at 25 fps: exact frame counts, VFR rule, rotation, real clips and bad inputs."""
+
 from __future__ import annotations
 
 import math
@@ -6,12 +7,12 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from video_synth import moving_square_frames, write_audio_only, write_video
 
 from extractors.decode import DecodeStats, decode_video, iter_frames
 from extractors.errors import VideoError
 from extractors.snippets import num_snippets
 from extractors.transforms import resize_crop, resize_crop_matrix
-from video_synth import moving_square_frames, write_audio_only, write_video
 
 
 @pytest.mark.parametrize(
@@ -58,7 +59,10 @@ def test_variable_frame_rate_follows_timestamps(tmp_path):
     assert st.n_source_frames == 7
 
 
-@pytest.mark.parametrize("suffix, codec, pix_fmt", [("mkv", "ffv1", "yuv444p"), ("webm", "libvpx-vp9", "yuv420p"), ("avi", "mpeg4", "yuv420p")])
+@pytest.mark.parametrize(
+    "suffix, codec, pix_fmt",
+    [("mkv", "ffv1", "yuv444p"), ("webm", "libvpx-vp9", "yuv420p"), ("avi", "mpeg4", "yuv420p")],
+)
 def test_other_containers_and_codecs(tmp_path, suffix, codec, pix_fmt):
     path = write_video(tmp_path / f"clip.{suffix}", moving_square_frames(20, 32, 32), 25, codec=codec, pix_fmt=pix_fmt)
     frames, st = decode_video(path)

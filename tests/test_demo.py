@@ -1,4 +1,5 @@
 """The synthetic demo set: exact, reproducible ground truth that matches the decoded videos."""
+
 from __future__ import annotations
 
 import json
@@ -8,10 +9,21 @@ import numpy as np
 import pytest
 
 from pipeline.demo import DEMO_CLASSES, DemoSpec, plan_demo, render_video, synthesize_demo
-from pipeline.labels import read_labels_csv
+from storage.labels import read_labels_csv
 
-SMALL = DemoSpec(num_train=3, num_test=2, num_classes=3, min_seconds=6.0, max_seconds=7.0,
-                 min_action_seconds=1.0, max_action_seconds=1.3, max_instances=2, width=48, height=40, seed=3)
+SMALL = DemoSpec(
+    num_train=3,
+    num_test=2,
+    num_classes=3,
+    min_seconds=6.0,
+    max_seconds=7.0,
+    min_action_seconds=1.0,
+    max_action_seconds=1.3,
+    max_instances=2,
+    width=48,
+    height=40,
+    seed=3,
+)
 
 
 def test_plan_is_seeded_and_actions_are_a_minority():

@@ -1,5 +1,6 @@
 """Tests of hamnet.evaluate: hand-computed cases, edge cases, bad input, CLI, agreement with the
 loop reference (tests/reference_anet_eval.py) on random and on real THUMOS14 annotations."""
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,12 @@ THUMOS_THR = ["0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7"]
 
 
 def gt_of(videos: dict[str, list[tuple[float, float, str]]], subset: str = "test") -> dict:
-    return {"database": {v: {"subset": subset, "annotations": [{"segment": [s, e], "label": lab} for s, e, lab in anns]}
-                         for v, anns in videos.items()}}
+    return {
+        "database": {
+            v: {"subset": subset, "annotations": [{"segment": [s, e], "label": lab} for s, e, lab in anns]}
+            for v, anns in videos.items()
+        }
+    }
 
 
 def pred_of(rows: list[tuple[str, float, float, str, float]]) -> dict:
@@ -50,13 +55,15 @@ def ap_of(result, label: str, thr: str) -> float:
 
 def test_activitynet_hand_computed_ap():
     gt = gt_of({"a": [(0, 10, "x"), (20, 30, "x")], "b": [(0, 10, "x"), (40, 50, "y")]})
-    pred = pred_of([
-        ("a", 0, 10, "x", 0.9),   # tIoU 1 with a/x#0: TP
-        ("a", 0, 10, "x", 0.8),   # duplicate: a/x#0 is taken, a/x#1 has tIoU 0: FP
-        ("b", 0, 5, "x", 0.7),    # tIoU exactly 0.5: TP at 0.5 (inclusive), FP at 0.7
-        ("c", 0, 10, "x", 0.6),   # video without ground truth: FP
-        ("a", 20, 26, "x", 0.5),  # tIoU 0.6: TP at 0.5, FP at 0.7
-    ])
+    pred = pred_of(
+        [
+            ("a", 0, 10, "x", 0.9),  # tIoU 1 with a/x#0: TP
+            ("a", 0, 10, "x", 0.8),  # duplicate: a/x#0 is taken, a/x#1 has tIoU 0: FP
+            ("b", 0, 5, "x", 0.7),  # tIoU exactly 0.5: TP at 0.5 (inclusive), FP at 0.7
+            ("c", 0, 10, "x", 0.6),  # video without ground truth: FP
+            ("a", 20, 26, "x", 0.5),  # tIoU 0.6: TP at 0.5, FP at 0.7
+        ]
+    )
     r = evaluate_detection(gt, pred, ["0.5", "0.7"])
     # thr 0.5: hits T F T F T, precision 1, 1/2, 2/3, 2/4, 3/5, recall steps of 1/3 at ranks 1, 3, 5.
     # Interpolated precision at those ranks: 1, max(2/3, 1/2, 3/5) = 2/3, 3/5.
@@ -75,13 +82,15 @@ def test_activitynet_hand_computed_ap():
 
 def test_thumos_kit_hand_computed_with_ambiguous():
     gt = gt_of({"v": [(10, 20, "x"), (30, 40, "x"), (50, 60, "Ambiguous")]})
-    pred = pred_of([
-        ("v", 11, 21, "x", 0.95),  # overlap 9/11 with x#0, but x#0 prefers d1 (overlap 1): FP
-        ("v", 10, 20, "x", 0.90),  # taken by x#0: TP
-        ("v", 52, 58, "x", 0.85),  # unmatched, inside the Ambiguous interval: not counted
-        ("v", 31, 40, "x", 0.80),  # overlap exactly 9/10 with x#1
-        ("v", 70, 80, "x", 0.60),  # FP
-    ])
+    pred = pred_of(
+        [
+            ("v", 11, 21, "x", 0.95),  # overlap 9/11 with x#0, but x#0 prefers d1 (overlap 1): FP
+            ("v", 10, 20, "x", 0.90),  # taken by x#0: TP
+            ("v", 52, 58, "x", 0.85),  # unmatched, inside the Ambiguous interval: not counted
+            ("v", 31, 40, "x", 0.80),  # overlap exactly 9/10 with x#1
+            ("v", 70, 80, "x", 0.60),  # FP
+        ]
+    )
     r = evaluate_detection(gt, pred, ["0.5", "0.9"], mode="thumos14")
     # 0.5: ranking FP(0.95) TP(0.9) TP(0.8) FP(0.6); precision at TPs 1/2, 2/3 -> AP = (1/2 + 2/3) / 2.
     assert ap_of(r, "x", "0.5") == pytest.approx(7 / 12, abs=1e-15)
@@ -104,8 +113,8 @@ def test_thumos_kit_hand_computed_with_ambiguous():
 
 def test_tiou_exactly_at_threshold_counts_and_decimal_thresholds():
     gt = gt_of({"v": [(0.0, 10.0, "x")]})
-    at_03 = pred_of([("v", 7.0, 10.0, "x", 1.0)])   # tIoU 3/10
-    at_07 = pred_of([("v", 3.0, 10.0, "x", 1.0)])   # tIoU 7/10
+    at_03 = pred_of([("v", 7.0, 10.0, "x", 1.0)])  # tIoU 3/10
+    at_07 = pred_of([("v", 3.0, 10.0, "x", 1.0)])  # tIoU 7/10
     # The float drift the official code suffers from: its arange threshold is above fl(3/10).
     assert 3.0 / 10.0 < 0.1 * 3
     for thresholds in (["0.3"], [0.3], [0.1 * 3]):
@@ -143,11 +152,13 @@ def test_unknown_videos_false_positives_or_ignored():
 
 
 def test_subset_selects_ground_truth_and_other_subset_predictions_are_fp():
-    gt = {"database": {
-        "t1": {"subset": "train", "annotations": [{"segment": [0, 10], "label": "x"}]},
-        "s1": {"subset": "test", "annotations": [{"segment": [0, 10], "label": "x"}]},
-        "s2": {"subset": "test", "annotations": [{"segment": [5, 9], "label": "y"}]},
-    }}
+    gt = {
+        "database": {
+            "t1": {"subset": "train", "annotations": [{"segment": [0, 10], "label": "x"}]},
+            "s1": {"subset": "test", "annotations": [{"segment": [0, 10], "label": "x"}]},
+            "s2": {"subset": "test", "annotations": [{"segment": [5, 9], "label": "y"}]},
+        }
+    }
     pred = pred_of([("t1", 0, 10, "x", 0.9), ("s1", 0, 10, "x", 0.8)])
     r = evaluate_detection(gt, pred, ["0.5"], subset="test")
     assert r.classes == ["x", "y"] and r.num_ground_truth.tolist() == [1, 1] and r.num_videos == 2
@@ -160,8 +171,9 @@ def test_subset_selects_ground_truth_and_other_subset_predictions_are_fp():
 
 def test_unknown_labels_are_ignored_with_a_warning():
     gt = gt_of({"a": [(0, 10, "x")]})
-    pred = pred_of([("a", 0, 10, "nope", 0.99), ("a", 0, 10, "nope", 0.98), ("a", 0, 10, "other", 0.97),
-                    ("a", 0, 10, "x", 0.5)])
+    pred = pred_of(
+        [("a", 0, 10, "nope", 0.99), ("a", 0, 10, "nope", 0.98), ("a", 0, 10, "other", 0.97), ("a", 0, 10, "x", 0.5)]
+    )
     r = evaluate_detection(gt, pred, ["0.5"])
     assert r.ap[0, 0] == 1.0
     w = [w for w in r.warnings if "labels are absent" in w]
@@ -212,10 +224,17 @@ def test_numeric_strings_in_ground_truth_and_numpy_scores():
     assert evaluate_detection(gt, pred, ["0.5"]).ap[0, 0] == 1.0
 
 
-@pytest.mark.parametrize("thresholds, match", [
-    ([], "empty"), (["0"], r"in \(0, 1\]"), ([1.5], r"in \(0, 1\]"), (["abc"], "not a number"),
-    (["0.5", 0.5], "repeated"), ("0.5", "sequence"),
-])
+@pytest.mark.parametrize(
+    "thresholds, match",
+    [
+        ([], "empty"),
+        (["0"], r"in \(0, 1\]"),
+        ([1.5], r"in \(0, 1\]"),
+        (["abc"], "not a number"),
+        (["0.5", 0.5], "repeated"),
+        ("0.5", "sequence"),
+    ],
+)
 def test_bad_thresholds(thresholds, match):
     with pytest.raises(ValueError, match=match):
         evaluate_detection(gt_of({"a": [(0, 1, "x")]}), {"results": {}}, thresholds)
@@ -228,38 +247,52 @@ def test_bad_thresholds(thresholds, match):
 GOOD_GT = gt_of({"vid1": [(0, 10, "x")]})
 
 
-@pytest.mark.parametrize("results, match", [
-    ({"vid1": {"label": "x"}}, r"results\['vid1'\] must be a list"),
-    ({"vid1": [{"label": "x", "segment": [0, 1]}]}, r"results\['vid1'\]\[0\]: missing key\(s\) 'score'"),
-    ({"vid1": [{"label": "x", "score": "high", "segment": [0, 1]}]}, r"\[0\]: 'score' must be a number, got 'high'"),
-    ({"vid1": [{"label": "x", "score": True, "segment": [0, 1]}]}, r"'score' must be a number, got True"),
-    ({"vid1": [{"label": "x", "score": float("nan"), "segment": [0, 1]}]}, "'score' must be finite"),
-    ({"vid1": [{"label": "x", "score": 1, "segment": [0, 1]}, {"label": "x", "score": 1, "segment": [-1, 2]}]},
-     r"results\['vid1'\]\[1\]: segment \[-1, 2\] starts before 0 s"),
-    ({"vid1": [{"label": "x", "score": 1, "segment": [5, 2]}]}, r"segment \[5, 2\] ends before it starts"),
-    ({"vid1": [{"label": "x", "score": 1, "segment": [1, 2, 3]}]}, r"'segment' must be \[start, end\]"),
-    ({"vid1": [{"label": "x", "score": 1, "segment": "12"}]}, r"'segment' must be \[start, end\], got '12'"),
-    ({"vid1": [{"label": "x", "score": 1, "segment": ["a", "b"]}]}, "is not two numbers"),
-    ({"vid1": [{"label": ["x"], "score": 1, "segment": [0, 1]}]}, "'label' must be a string"),
-    ({"vid1": [{"label": 3, "score": 1, "segment": [0, 1]}]}, "'label' must be a string"),
-    ({"vid1": [[0, 1, "x", 0.5]]}, "expected an object with label, score, segment"),
-])
+@pytest.mark.parametrize(
+    "results, match",
+    [
+        ({"vid1": {"label": "x"}}, r"results\['vid1'\] must be a list"),
+        ({"vid1": [{"label": "x", "segment": [0, 1]}]}, r"results\['vid1'\]\[0\]: missing key\(s\) 'score'"),
+        (
+            {"vid1": [{"label": "x", "score": "high", "segment": [0, 1]}]},
+            r"\[0\]: 'score' must be a number, got 'high'",
+        ),
+        ({"vid1": [{"label": "x", "score": True, "segment": [0, 1]}]}, r"'score' must be a number, got True"),
+        ({"vid1": [{"label": "x", "score": float("nan"), "segment": [0, 1]}]}, "'score' must be finite"),
+        (
+            {"vid1": [{"label": "x", "score": 1, "segment": [0, 1]}, {"label": "x", "score": 1, "segment": [-1, 2]}]},
+            r"results\['vid1'\]\[1\]: segment \[-1, 2\] starts before 0 s",
+        ),
+        ({"vid1": [{"label": "x", "score": 1, "segment": [5, 2]}]}, r"segment \[5, 2\] ends before it starts"),
+        ({"vid1": [{"label": "x", "score": 1, "segment": [1, 2, 3]}]}, r"'segment' must be \[start, end\]"),
+        ({"vid1": [{"label": "x", "score": 1, "segment": "12"}]}, r"'segment' must be \[start, end\], got '12'"),
+        ({"vid1": [{"label": "x", "score": 1, "segment": ["a", "b"]}]}, "is not two numbers"),
+        ({"vid1": [{"label": ["x"], "score": 1, "segment": [0, 1]}]}, "'label' must be a string"),
+        ({"vid1": [{"label": 3, "score": 1, "segment": [0, 1]}]}, "'label' must be a string"),
+        ({"vid1": [[0, 1, "x", 0.5]]}, "expected an object with label, score, segment"),
+    ],
+)
 def test_bad_predictions_are_rejected_with_location(results, match):
     with pytest.raises(EvaluationInputError, match=match) as err:
         evaluate_detection(GOOD_GT, {"results": results}, ["0.5"], pred_source="p.json")
     assert str(err.value).startswith("p.json: ")
 
 
-@pytest.mark.parametrize("gt, match", [
-    ({"db": {}}, "missing top-level key 'database'"),
-    ({"database": []}, "'database' must be an object"),
-    ({"database": {"v": {"subset": "test"}}}, r"database\['v'\] needs an 'annotations' list"),
-    ({"database": {"v": {"annotations": [{"segment": [0, 1]}]}}}, r"\['annotations'\]\[0\]: needs keys 'segment' and 'label'"),
-    ({"database": {"v": {"annotations": [{"segment": [3, 1], "label": "x"}]}}}, "ends before it starts"),
-    ({"database": {"v": {"annotations": [{"segment": [-3, 1], "label": "x"}]}}}, "starts before 0 s"),
-    ({"database": {"v": {"annotations": [{"segment": [0, "inf"], "label": "x"}]}}}, "not finite"),
-    ({"database": {"v": {"annotations": [{"segment": [0, 1], "label": ""}]}}}, "non-empty string"),
-])
+@pytest.mark.parametrize(
+    "gt, match",
+    [
+        ({"db": {}}, "missing top-level key 'database'"),
+        ({"database": []}, "'database' must be an object"),
+        ({"database": {"v": {"subset": "test"}}}, r"database\['v'\] needs an 'annotations' list"),
+        (
+            {"database": {"v": {"annotations": [{"segment": [0, 1]}]}}},
+            r"\['annotations'\]\[0\]: needs keys 'segment' and 'label'",
+        ),
+        ({"database": {"v": {"annotations": [{"segment": [3, 1], "label": "x"}]}}}, "ends before it starts"),
+        ({"database": {"v": {"annotations": [{"segment": [-3, 1], "label": "x"}]}}}, "starts before 0 s"),
+        ({"database": {"v": {"annotations": [{"segment": [0, "inf"], "label": "x"}]}}}, "not finite"),
+        ({"database": {"v": {"annotations": [{"segment": [0, 1], "label": ""}]}}}, "non-empty string"),
+    ],
+)
 def test_bad_ground_truth_is_rejected(gt, match):
     with pytest.raises(EvaluationInputError, match=match) as err:
         evaluate_detection(gt, {"results": {}}, ["0.5"], gt_source="gt.json")
@@ -294,8 +327,15 @@ def write(path: Path, data) -> Path:
 
 def test_cli_writes_metrics_and_table(tmp_path, capsys):
     gt = write(tmp_path / "gt.json", gt_of({"a": [(0, 10, "x"), (20, 30, "x")], "b": [(0, 10, "x"), (40, 50, "y")]}))
-    p = pred_of([("a", 0, 10, "x", 0.9), ("a", 0, 10, "x", 0.8), ("b", 0, 5, "x", 0.7), ("c", 0, 10, "x", 0.6),
-                 ("a", 20, 26, "x", 0.5)])
+    p = pred_of(
+        [
+            ("a", 0, 10, "x", 0.9),
+            ("a", 0, 10, "x", 0.8),
+            ("b", 0, 5, "x", 0.7),
+            ("c", 0, 10, "x", 0.6),
+            ("a", 20, 26, "x", 0.5),
+        ]
+    )
     p["video_scores"] = {"a": {"x": 0.9, "y": 0.1}, "b": {"x": 0.5, "y": 0.7}}
     pred = write(tmp_path / "pred.json", p)
     out = tmp_path / "out" / "metrics.json"
@@ -333,7 +373,9 @@ def test_cli_video_scores_file(tmp_path, capsys):
     pred = write(tmp_path / "pred.json", pred_of([("a", 0, 10, "x", 0.9)]))
     scores = write(tmp_path / "scores.json", {"video_scores": {"a": {"x": 0.9, "y": 0.8}, "b": {"x": 0.1, "y": 0.2}}})
     out = tmp_path / "m.json"
-    assert main([str(gt), str(pred), "--tiou-thresholds", "0.5", "--video-scores", str(scores), "--output", str(out)]) == 0
+    assert (
+        main([str(gt), str(pred), "--tiou-thresholds", "0.5", "--video-scores", str(scores), "--output", str(out)]) == 0
+    )
     # x: a+ b- -> 1; y: a- (0.8) b+ (0.2) -> 1/2.
     assert json.loads(out.read_text())["classification_mAP"] == 0.75
     assert "classification mAP: 75.00" in capsys.readouterr().out
@@ -347,20 +389,29 @@ def test_module_entry_point(tmp_path):
     gt = write(tmp_path / "gt.json", gt_of({"a": [(0, 10, "x")], "b": [(5, 9, "Ambiguous")]}))
     pred = write(tmp_path / "pred.json", pred_of([("a", 1, 10, "x", 0.9)]))
     out = tmp_path / "m.json"
-    proc = subprocess.run([sys.executable, "-m", "hamnet.evaluate", str(gt), str(pred), "--mode", "thumos14",
-                           "--output", str(out)], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hamnet.evaluate", str(gt), str(pred), "--mode", "thumos14", "--output", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     m = json.loads(out.read_text())
     assert list(m["mAP"]) == THUMOS_THR  # the thumos14 mode's default thresholds
     assert m["mAP"]["0.7"] == 1.0  # overlap 0.9
-    proc = subprocess.run([sys.executable, "-m", "hamnet.evaluate", str(gt), str(tmp_path / "none.json")],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hamnet.evaluate", str(gt), str(tmp_path / "none.json")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "none.json" in proc.stderr
 
 
 def test_format_table_lists_classes_and_map():
-    r = evaluate_detection(gt_of({"a": [(0, 10, "Long_class_name"), (0, 10, "b")]}),
-                           pred_of([("a", 0, 10, "b", 1.0)]), ["0.5", "0.75"])
+    r = evaluate_detection(
+        gt_of({"a": [(0, 10, "Long_class_name"), (0, 10, "b")]}), pred_of([("a", 0, 10, "b", 1.0)]), ["0.5", "0.75"]
+    )
     table = format_table(r)
     lines = table.splitlines()
     assert any(line.startswith("Long_class_name") and "0.00" in line for line in lines)
@@ -375,8 +426,13 @@ def test_format_table_lists_classes_and_map():
 
 def test_classification_map_hand_computed():
     labels = {"v1": ["a"], "v2": ["b"], "v3": ["a", "b"], "v4": []}
-    scores = {"v1": {"a": 0.9, "b": 0.2}, "v2": {"a": 0.8, "b": 0.9}, "v3": {"a": 0.7, "b": 0.1},
-              "v4": {"a": 0.1, "b": 0.5}, "extra": {"a": 1.0, "b": 1.0}}
+    scores = {
+        "v1": {"a": 0.9, "b": 0.2},
+        "v2": {"a": 0.8, "b": 0.9},
+        "v3": {"a": 0.7, "b": 0.1},
+        "v4": {"a": 0.1, "b": 0.5},
+        "extra": {"a": 1.0, "b": 1.0},
+    }
     # a: ranking v1+ v2- v3+ v4- -> (1 + 2/3) / 2; b: v2+ v4- v1- v3+ -> (1 + 2/4) / 2.
     warnings: list[str] = []
     assert classification_ap(labels, scores, warnings=warnings) == pytest.approx({"a": 5 / 6, "b": 3 / 4}, abs=1e-15)
@@ -415,7 +471,9 @@ def random_case(seed: int, *, grid: bool, n_vid: int = 6, n_cls: int = 3, n_pred
             v, s, e, lab = rng.choice(gt_rows)
             d = (e - s) * 0.3
             s2 = max(0.0, s + rng.uniform(-d, d))
-            s, e = (round(s2), round(max(s2, e + rng.uniform(-d, d)))) if grid else (s2, max(s2, e + rng.uniform(-d, d)))
+            s, e = (
+                (round(s2), round(max(s2, e + rng.uniform(-d, d)))) if grid else (s2, max(s2, e + rng.uniform(-d, d)))
+            )
             rows.append((v, s, e, lab if rng.random() < 0.8 else rng.choice(classes + ["zzz"]), score))
         else:
             rows.append((f"v{rng.randint(0, n_vid)}", *seg(), rng.choice(classes + ["zzz"]), score))
@@ -427,8 +485,11 @@ def random_case(seed: int, *, grid: bool, n_vid: int = 6, n_cls: int = 3, n_pred
 @pytest.mark.parametrize("tail", [0, 256], ids=["vectorised-rounds", "sequential-tail"])
 def test_agrees_with_loop_reference_on_random_inputs(monkeypatch, tail):
     monkeypatch.setattr(ev, "_SEQUENTIAL_TAIL", tail)
-    threshold_sets = [["0.1", "0.3", "0.5", "0.7"], ["0.5", "0.55", "0.6", "0.65", "0.7", "0.75", "0.8", "0.85", "0.9", "0.95"],
-                      ["0.25"]]
+    threshold_sets = [
+        ["0.1", "0.3", "0.5", "0.7"],
+        ["0.5", "0.55", "0.6", "0.65", "0.7", "0.75", "0.8", "0.85", "0.9", "0.95"],
+        ["0.25"],
+    ]
     for seed in range(60):
         gt, pred = random_case(seed, grid=seed % 2 == 0)
         thr = threshold_sets[seed % 3]
@@ -477,15 +538,20 @@ def thumos14_test_gt(data: Path) -> dict:
             if line.strip():
                 video, s, e = line.split()
                 db.setdefault(video, {"subset": "test", "annotations": []})["annotations"].append(
-                    {"segment": [float(s), float(e)], "label": label})
+                    {"segment": [float(s), float(e)], "label": label}
+                )
     return {"database": db}
 
 
 def test_real_thumos14_ground_truth_against_itself(shared_data):
     gt = thumos14_test_gt(shared_data)
     assert len(gt["database"]) == 213
-    rows = [(v, *a["segment"], a["label"], 1.0 - 1e-4 * i) for v, e in gt["database"].items()
-            for i, a in enumerate(e["annotations"]) if a["label"] != "Ambiguous"]
+    rows = [
+        (v, *a["segment"], a["label"], 1.0 - 1e-4 * i)
+        for v, e in gt["database"].items()
+        for i, a in enumerate(e["annotations"])
+        if a["label"] != "Ambiguous"
+    ]
     assert len(rows) == 3358
     pred = pred_of(rows)
     for mode in ("activitynet", "thumos14"):
@@ -494,8 +560,12 @@ def test_real_thumos14_ground_truth_against_itself(shared_data):
         assert r.map.tolist() == [1.0] * 8 and r.average_map == 1.0, mode
     # BaS-Net's copy stores segments as strings and has subsets train/test.
     basnet = json.loads((shared_data / "thumos14" / "basnet" / "gt.json").read_text())
-    rows = [(v, float(a["segment"][0]), float(a["segment"][1]), a["label"], 1.0)
-            for v, e in basnet["database"].items() if e["subset"] == "test" for a in e["annotations"]]
+    rows = [
+        (v, float(a["segment"][0]), float(a["segment"][1]), a["label"], 1.0)
+        for v, e in basnet["database"].items()
+        if e["subset"] == "test"
+        for a in e["annotations"]
+    ]
     r = evaluate_detection(basnet, pred_of(rows), THUMOS_THR, subset="test")
     assert r.num_videos == 210 and r.map.tolist() == [1.0] * 7
 
@@ -503,8 +573,12 @@ def test_real_thumos14_ground_truth_against_itself(shared_data):
 def test_real_thumos14_jittered_predictions_match_reference(shared_data):
     gt = thumos14_test_gt(shared_data)
     rng = random.Random(1)
-    segs = [(v, *a["segment"], a["label"]) for v, e in gt["database"].items() for a in e["annotations"]
-            if a["label"] != "Ambiguous"]
+    segs = [
+        (v, *a["segment"], a["label"])
+        for v, e in gt["database"].items()
+        for a in e["annotations"]
+        if a["label"] != "Ambiguous"
+    ]
     classes = sorted({s[3] for s in segs})
     videos = list(gt["database"])
     rows = []
@@ -516,8 +590,9 @@ def test_real_thumos14_jittered_predictions_match_reference(shared_data):
             rows.append((v, s, round(max(s, e + rng.gauss(0, d)), 2), lab, round(rng.random(), 3)))
         else:
             s = round(rng.uniform(0, 200), 1)
-            rows.append((rng.choice(videos), s, s + round(rng.uniform(0.5, 30), 1), rng.choice(classes),
-                         round(rng.random(), 3)))
+            rows.append(
+                (rng.choice(videos), s, s + round(rng.uniform(0.5, 30), 1), rng.choice(classes), round(rng.random(), 3))
+            )
     pred = pred_of(rows)
     thr = [float(t) for t in THUMOS_THR]
     r = evaluate_detection(gt, pred, THUMOS_THR)

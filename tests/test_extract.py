@@ -1,4 +1,5 @@
 """End to end per video: feature files, flow cache, pipelined == sequential, CLI, bad input."""
+
 from __future__ import annotations
 
 import json
@@ -9,15 +10,15 @@ import sys
 import h5py
 import numpy as np
 import pytest
+from video_synth import moving_square_frames, write_video
 
 from extractors.checkpoints import CheckpointError, build_backbones
 from extractors.errors import VideoError
 from extractors.settings import ExtractSettings, TVL1Params
 from extractors.video_features import extract_video_features
 from pipeline.extract import write_flow_cache, write_video_features
-from pipeline.featstore import read_features
-from pipeline.flowcache import FlowCacheError
-from video_synth import moving_square_frames, write_video
+from storage.featstore import read_features
+from storage.flowcache import FlowCacheError
 
 # Small and quick, but every stage real: 32 x 32 crops, a 3-level TV-L1 pyramid.
 FAST = dict(crop=32, resize_short=32, random_backbone=True, batch_size=4, tvl1=TVL1Params(nscales=3, warps=3))
@@ -61,8 +62,9 @@ def test_features_file_pipelined_equals_sequential_and_cache(tmp_path, clip, mod
         assert h["flow"].shape == (30, 32, 32, 2) and h["flow"].dtype == np.uint8
         assert h.attrs["flow_key"] == s_seq.flow_key() and h.attrs["n_frames"] == 31
     with pytest.warns(UserWarning):
-        out2 = write_video_features(clip, tmp_path / "b.h5", s_seq, video_id="square", flow_cache=cache,
-                                    models=models, progress=False)
+        out2 = write_video_features(
+            clip, tmp_path / "b.h5", s_seq, video_id="square", flow_cache=cache, models=models, progress=False
+        )
     g = read_features(out2)
     np.testing.assert_array_equal(g.flow, f.flow)
     np.testing.assert_array_equal(g.rgb, f.rgb)
@@ -74,8 +76,9 @@ def test_flow_cache_from_other_settings_is_refused(tmp_path, clip, models):
     cache = write_flow_cache(clip, tmp_path / "flow.h5", s, progress=False)
     other = s.replace(flow_bound=10.0)
     with pytest.raises(FlowCacheError, match="other flow settings"), pytest.warns(UserWarning):
-        write_video_features(clip, tmp_path / "x.h5", other, video_id="x", flow_cache=cache, models=models,
-                             progress=False)
+        write_video_features(
+            clip, tmp_path / "x.h5", other, video_id="x", flow_cache=cache, models=models, progress=False
+        )
     assert not (tmp_path / "x.h5").exists()
 
 
@@ -97,6 +100,7 @@ def test_settings_keys_and_strictness(tmp_path):
     with pytest.raises(ValueError, match="flow_backend"):
         ExtractSettings.from_dict({"flow_backend": "farneback"})
     import yaml
+
     from pipeline.config import CONFIG_DIR
 
     section = yaml.safe_load((CONFIG_DIR / "base/extract.yaml").read_text())["extract"]
@@ -118,8 +122,14 @@ def test_short_and_bad_videos(tmp_path, models):
     text.write_text("hello\n")
     for bad, why in [(one, "too short: 1 frame"), (text, "not a readable video")]:
         with pytest.raises(VideoError, match=why):
-            write_video_features(bad, tmp_path / "out.h5", s.replace(random_backbone=False, rgb_checkpoint="x",
-                                 flow_checkpoint="y"), video_id="v", models=models, progress=False)
+            write_video_features(
+                bad,
+                tmp_path / "out.h5",
+                s.replace(random_backbone=False, rgb_checkpoint="x", flow_checkpoint="y"),
+                video_id="v",
+                models=models,
+                progress=False,
+            )
         assert not list(tmp_path.glob("out.h5*")) and not list(tmp_path.glob(".out.h5*"))
 
 

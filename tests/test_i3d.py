@@ -1,4 +1,5 @@
 """Inception-v1 I3D: exact parameter counts, both checkpoint layouts, rejection, precision."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -74,12 +75,23 @@ def _plain_state(model) -> dict[str, torch.Tensor]:
 def test_loads_piergiaj_and_hassony2_layouts(tmp_path, model, clip):
     state = _plain_state(model)
     assert len(state) == 287
-    assert {"Conv3d_1a_7x7.conv3d.weight", "Conv3d_1a_7x7.bn.running_mean", "Mixed_3b.b0.conv3d.weight",
-            "Mixed_3b.b1a.conv3d.weight", "logits.conv3d.weight", "logits.conv3d.bias"} <= set(state)
+    assert {
+        "Conv3d_1a_7x7.conv3d.weight",
+        "Conv3d_1a_7x7.bn.running_mean",
+        "Mixed_3b.b0.conv3d.weight",
+        "Mixed_3b.b1a.conv3d.weight",
+        "logits.conv3d.weight",
+        "logits.conv3d.bias",
+    } <= set(state)
     torch.save(state, tmp_path / "rgb_imagenet.pt")
     hass = {piergiaj_key_to_hassony2(k): v for k, v in state.items()}
-    assert {"conv3d_1a_7x7.conv3d.weight", "conv3d_1a_7x7.batch3d.running_var", "mixed_3b.branch_1.0.conv3d.weight",
-            "mixed_3b.branch_3.1.batch3d.bias", "conv3d_0c_1x1.conv3d.bias"} <= set(hass)
+    assert {
+        "conv3d_1a_7x7.conv3d.weight",
+        "conv3d_1a_7x7.batch3d.running_var",
+        "mixed_3b.branch_1.0.conv3d.weight",
+        "mixed_3b.branch_3.1.batch3d.bias",
+        "conv3d_0c_1x1.conv3d.bias",
+    } <= set(hass)
     torch.save(hass, tmp_path / "model_rgb.pth")
     with torch.inference_mode():
         ref = model(clip)

@@ -1,4 +1,5 @@
 """model.input_norm: standardising inputs with the training features' statistics, kept in the checkpoint."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,7 +39,7 @@ def test_config_accepts_only_known_norms():
 def test_none_adds_no_state_and_standardize_adds_buffers():
     cfg = ModelConfig(feature_dim=12, hidden_dim=8, attention_hidden=4)
     plain = build_hamnet(cfg, 2).state_dict()
-    assert not any(k.startswith("input_norm") for k in plain)   # THUMOS checkpoints keep their keys
+    assert not any(k.startswith("input_norm") for k in plain)  # THUMOS checkpoints keep their keys
     std = build_hamnet(ModelConfig(feature_dim=12, hidden_dim=8, attention_hidden=4, input_norm="standardize"), 2)
     assert {"input_norm.mean", "input_norm.std"} <= set(std.state_dict())
     with pytest.raises(ValueError, match="shape"):
@@ -48,9 +49,16 @@ def test_none_adds_no_state_and_standardize_adds_buffers():
 def test_training_stores_statistics_and_localization_uses_them(tmp_path):
     feats, labels = _features()
     cfg = ModelConfig(feature_dim=12, hidden_dim=8, attention_hidden=4, input_norm="standardize")
-    ckpt = train_hamnet(feats, labels, ["a", "b"], model_cfg=cfg, loss_cfg=LossConfig(),
-                        train_cfg=TrainConfig(epochs=2, batch_size=3, num_snippets=8, device="cpu", lr=1e-3),
-                        checkpoint_path=tmp_path / "m.pt", progress=False)
+    ckpt = train_hamnet(
+        feats,
+        labels,
+        ["a", "b"],
+        model_cfg=cfg,
+        loss_cfg=LossConfig(),
+        train_cfg=TrainConfig(epochs=2, batch_size=3, num_snippets=8, device="cpu", lr=1e-3),
+        checkpoint_path=tmp_path / "m.pt",
+        progress=False,
+    )
     model, classes, config = load_checkpoint(ckpt)
     assert config["model"]["input_norm"] == "standardize"
     allx = np.concatenate(list(feats.values())).astype(np.float64)

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.labels import LabelsError, class_list, labels_from_ground_truth, read_labels_csv, write_labels_csv
+from storage.labels import LabelsError, class_list, labels_from_ground_truth, read_labels_csv, write_labels_csv
 
 
 def test_labels_roundtrip(tmp_path: Path):

@@ -1,5 +1,6 @@
 """Localization by hand on tiny CAS, soft-NMS variants, result writers, and an end-to-end check:
 train on planted action segments, localize held-out videos, evaluate mAP@0.5."""
+
 from __future__ import annotations
 
 import json
@@ -9,13 +10,12 @@ import time
 import numpy as np
 import pytest
 import torch
+from hamnet_synth import planted_dataset
 
 from hamnet.config import LocalizeConfig, LossConfig, ModelConfig, TrainConfig
 from hamnet.localize import Segment, localize_video, localize_videos, runs_above, segments_from_cas, soft_nms
 from hamnet.results import read_results_json, read_segments_csv, results_to_dict, write_results_json, write_segments_csv
 from hamnet.train import load_checkpoint, train_hamnet
-from hamnet_synth import planted_dataset
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -83,18 +83,19 @@ def test_snippet_zero_alone_gives_a_proposal():
 def test_pooled_thresholds_and_soft_nms_by_hand():
     # thresholds 0.5 and 0.75. At 0.75 the mask is {6, 7, 8}: run [6,8], L=3, outer [int(5.25)=5,
     # int(8.75)=8] minus run = {5}: 2; inner 5 -> 3 + 0.2 p.
-    p1 = (0.64, 2.56, 2 + 0.2 * P)      # run [1,3]
-    p2 = (3.84, 6.4, 2.5 + 0.2 * P)     # run [6,9]
-    p3 = (3.84, 5.76, 3 + 0.2 * P)      # run [6,8]
+    p1 = (0.64, 2.56, 2 + 0.2 * P)  # run [1,3]
+    p2 = (3.84, 6.4, 2.5 + 0.2 * P)  # run [6,9]
+    p3 = (3.84, 5.76, 3 + 0.2 * P)  # run [6,8]
     for mode in ("authors", "plain"):
-        segs, _ = segments_from_cas(CAS, A, ["jump"], cfg(attention_thresholds=(0.5, 0.75), nms_iou=mode),
-                                    seconds_per_snippet=SPS)
+        segs, _ = segments_from_cas(
+            CAS, A, ["jump"], cfg(attention_thresholds=(0.5, 0.75), nms_iou=mode), seconds_per_snippet=SPS
+        )
         if mode == "authors":
             # lengths end - start + 1: p3 2.92, p2 3.56, intersection 5.76 - 3.84 + 1 = 2.92
             iou = 2.92 / (2.92 + 3.56 - 2.92)
         else:
             iou = 1.92 / 2.56
-        decayed = p2[2] * math.exp(-iou ** 2 / 0.3)
+        decayed = p2[2] * math.exp(-(iou**2) / 0.3)
         # p3 first; p1 is disjoint from p3 (authors: 2.56 - 3.84 + 1 < 0) so keeps its score and,
         # being above the decayed p2, comes second; p2 last. Nothing is removed.
         want = [p3, p1, (p2[0], p2[1], decayed)]
@@ -111,7 +112,7 @@ def test_soft_nms_authors_overlap_quirk():
     _, _, plain = soft_nms(s, e, sc, 0.3, "plain")
     _, _, auth = soft_nms(s, e, sc, 0.3, "authors")
     assert plain.tolist() == [1.0, 0.9]
-    assert auth[1] == pytest.approx(0.9 * math.exp(-(0.64 / 2.64) ** 2 / 0.3))
+    assert auth[1] == pytest.approx(0.9 * math.exp(-((0.64 / 2.64) ** 2) / 0.3))
     # Ties come out in the authors' swap order: first max, then the swapped-in remainder.
     s3, e3, sc3 = soft_nms(np.array([0.0, 10.0, 20.0]), np.array([1.0, 11.0, 21.0]), np.array([1.0, 1.0, 2.0]), 0.3)
     assert s3.tolist() == [20.0, 10.0, 0.0]
@@ -123,7 +124,9 @@ def test_class_threshold_and_paper_settings():
     assert p[1] < 0.2 and {s.label for s in segs} == {"a"}
     none, _ = segments_from_cas(c, A, ["a", "b"], cfg(class_threshold=0.9999999), seconds_per_snippet=SPS)
     assert none == []
-    paper = LocalizeConfig.from_dict({"class_threshold": 0.1, "attention_thresholds": np.round(np.arange(0.1, 0.91, 0.05), 2).tolist()})
+    paper = LocalizeConfig.from_dict(
+        {"class_threshold": 0.1, "attention_thresholds": np.round(np.arange(0.1, 0.91, 0.05), 2).tolist()}
+    )
     assert len(paper.attention_thresholds) == 17
 
 
@@ -171,8 +174,16 @@ def _train_and_evaluate(tmp_path, *, n_train, n_test, epochs, seed):
     # dropout 0.7 with this little data, and lr 1e-5 would need thousands of steps: 0.5 and 5e-4.
     mcfg = ModelConfig(feature_dim=64, hidden_dim=64, attention_hidden=32, dropout=0.5)
     tcfg = TrainConfig(lr=5e-4, batch_size=10, epochs=epochs, num_snippets=100, seed=0, device="cpu")
-    ckpt = train_hamnet(f, l, classes, model_cfg=mcfg, loss_cfg=LossConfig(), train_cfg=tcfg,
-                        checkpoint_path=tmp_path / "model.pt", progress=False)
+    ckpt = train_hamnet(
+        f,
+        l,
+        classes,
+        model_cfg=mcfg,
+        loss_cfg=LossConfig(),
+        train_cfg=tcfg,
+        checkpoint_path=tmp_path / "model.pt",
+        progress=False,
+    )
     locs = localize_videos(ckpt, ft, LocalizeConfig(), progress=False, device="cpu")
     write_results_json(tmp_path / "results.json", {v: r.segments for v, r in locs.items()})
     preds = json.loads((tmp_path / "results.json").read_text())
@@ -195,7 +206,9 @@ def _train_and_evaluate(tmp_path, *, n_train, n_test, epochs, seed):
 def test_trains_and_localizes_planted_actions(tmp_path, capsys):
     res, chance, locs, gt = _train_and_evaluate(tmp_path, n_train=40, n_test=16, epochs=25, seed=0)
     with capsys.disabled():
-        print(f"\n[planted] mAP@0.1/0.3/0.5/0.7 = {np.round(res.map, 3).tolist()}, chance mAP@0.5 = {chance.map[0]:.3f}")
+        print(
+            f"\n[planted] mAP@0.1/0.3/0.5/0.7 = {np.round(res.map, 3).tolist()}, chance mAP@0.5 = {chance.map[0]:.3f}"
+        )
     assert res.map[2] > 0.4
     assert res.map[2] > chance.map[0] + 0.3
     # the attention is higher inside the planted segments than outside
@@ -203,7 +216,7 @@ def test_trains_and_localizes_planted_actions(tmp_path, capsys):
     for v, r in locs.items():
         inside = np.zeros(len(r.attention), bool)
         for a in gt["database"][v]["annotations"]:
-            inside[int(round(a["segment"][0] / 0.64)):int(round(a["segment"][1] / 0.64))] = True
+            inside[int(round(a["segment"][0] / 0.64)) : int(round(a["segment"][1] / 0.64))] = True
         ins.append(r.attention[inside].mean())
         outs.append(r.attention[~inside].mean())
     assert np.mean(ins) > np.mean(outs) + 0.15
@@ -219,9 +232,16 @@ def test_trains_and_localizes_planted_actions_bigger(tmp_path, capsys):
 
 def test_localize_video_uses_the_model_and_checks_inputs(tmp_path):
     f, l, classes, _, _ = planted_dataset(6, num_classes=2, feature_dim=16, seed=0, t_range=(20, 40), seg_range=(4, 8))
-    ckpt = train_hamnet(f, l, classes, model_cfg=ModelConfig(feature_dim=16, hidden_dim=16, attention_hidden=8),
-                        loss_cfg=LossConfig(), train_cfg=TrainConfig(epochs=1, batch_size=3, num_snippets=16, device="cpu"),
-                        checkpoint_path=tmp_path / "m.pt", progress=False)
+    ckpt = train_hamnet(
+        f,
+        l,
+        classes,
+        model_cfg=ModelConfig(feature_dim=16, hidden_dim=16, attention_hidden=8),
+        loss_cfg=LossConfig(),
+        train_cfg=TrainConfig(epochs=1, batch_size=3, num_snippets=16, device="cpu"),
+        checkpoint_path=tmp_path / "m.pt",
+        progress=False,
+    )
     model, cls, _ = load_checkpoint(ckpt)
     x = f["vid000"]
     r = localize_video(model, x, cls, LocalizeConfig(class_threshold=0.0), video_id="vid000")
@@ -236,23 +256,75 @@ def test_localize_video_uses_the_model_and_checks_inputs(tmp_path):
 
 
 def test_cli_train_and_localize_on_a_feature_store(tmp_path, capsys):
-    from pipeline.featstore import write_features
-    from pipeline.hamnet_cli import main
-    from pipeline.labels import write_labels_csv
+    from cli.model import main
+    from storage.featstore import write_features
+    from storage.labels import write_labels_csv
 
     f, l, classes, _, _ = planted_dataset(8, num_classes=2, feature_dim=16, seed=0, t_range=(20, 40), seg_range=(4, 8))
     store = tmp_path / "features"
     for vid, x in f.items():  # 16-D joint = 8-D "rgb" + 8-D "flow"
-        write_features(store / f"{vid}.h5", x[:, :8], x[:, 8:], video_id=vid, fps=25.0, frames_per_snippet=16,
-                       n_frames=16 * len(x), duration=len(x) * 0.64, source=f"{vid}.mp4")
+        write_features(
+            store / f"{vid}.h5",
+            x[:, :8],
+            x[:, 8:],
+            video_id=vid,
+            fps=25.0,
+            frames_per_snippet=16,
+            n_frames=16 * len(x),
+            duration=len(x) * 0.64,
+            source=f"{vid}.mp4",
+        )
     write_labels_csv(tmp_path / "labels.csv", l)
-    sets = ["--set", "model.feature_dim=16", "--set", "model.hidden_dim=16", "--set", "model.attention_hidden=8",
-            "--set", "train.epochs=2", "--set", "train.batch_size=4", "--set", "train.num_snippets=20", "--set", "train.device=cpu"]
-    rc = main(["train", "--features", str(store), "--labels", str(tmp_path / "labels.csv"), "--config", "thumos14",
-               *sets, "--output", str(tmp_path / "m.pt"), "--no-progress"])
+    sets = [
+        "--set",
+        "model.feature_dim=16",
+        "--set",
+        "model.hidden_dim=16",
+        "--set",
+        "model.attention_hidden=8",
+        "--set",
+        "train.epochs=2",
+        "--set",
+        "train.batch_size=4",
+        "--set",
+        "train.num_snippets=20",
+        "--set",
+        "train.device=cpu",
+    ]
+    rc = main(
+        [
+            "train",
+            "--features",
+            str(store),
+            "--labels",
+            str(tmp_path / "labels.csv"),
+            "--config",
+            "thumos14",
+            *sets,
+            "--output",
+            str(tmp_path / "m.pt"),
+            "--no-progress",
+        ]
+    )
     assert rc == 0 and (tmp_path / "m.pt").is_file()
-    rc = main(["localize", "--checkpoint", str(tmp_path / "m.pt"), "--features", str(store), "--config", "thumos14",
-               "--set", "localize.class_threshold=0.0", "--output-dir", str(tmp_path / "out"), "--device", "cpu", "--no-progress"])
+    rc = main(
+        [
+            "localize",
+            "--checkpoint",
+            str(tmp_path / "m.pt"),
+            "--features",
+            str(store),
+            "--config",
+            "thumos14",
+            "--set",
+            "localize.class_threshold=0.0",
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--device",
+            "cpu",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     res = read_results_json(tmp_path / "out" / "results.json")
     assert sorted(res) == sorted(f)
@@ -260,14 +332,46 @@ def test_cli_train_and_localize_on_a_feature_store(tmp_path, capsys):
     assert sum(len(s) for s in res.values()) > 0
     capsys.readouterr()
     # errors: one line naming the problem, exit status 2
-    rc = main(["train", "--features", str(tmp_path / "nowhere"), "--labels", str(tmp_path / "labels.csv"),
-               "--output", str(tmp_path / "x.pt")])
+    rc = main(
+        [
+            "train",
+            "--features",
+            str(tmp_path / "nowhere"),
+            "--labels",
+            str(tmp_path / "labels.csv"),
+            "--output",
+            str(tmp_path / "x.pt"),
+        ]
+    )
     assert rc == 2 and "nowhere" in capsys.readouterr().err
-    rc = main(["train", "--features", str(store), "--labels", str(tmp_path / "labels.csv"), "--set", "train.epoch=3",
-               "--output", str(tmp_path / "x.pt")])
+    rc = main(
+        [
+            "train",
+            "--features",
+            str(store),
+            "--labels",
+            str(tmp_path / "labels.csv"),
+            "--set",
+            "train.epoch=3",
+            "--output",
+            str(tmp_path / "x.pt"),
+        ]
+    )
     assert rc == 2 and "train.epoch" in capsys.readouterr().err
     (tmp_path / "classes.txt").write_text("action0\n")
-    rc = main(["train", "--features", str(store), "--labels", str(tmp_path / "labels.csv"), *sets,
-               "--classes", str(tmp_path / "classes.txt"), "--output", str(tmp_path / "x.pt")])
+    rc = main(
+        [
+            "train",
+            "--features",
+            str(store),
+            "--labels",
+            str(tmp_path / "labels.csv"),
+            *sets,
+            "--classes",
+            str(tmp_path / "classes.txt"),
+            "--output",
+            str(tmp_path / "x.pt"),
+        ]
+    )
     assert rc == 2 and "not in the class list" in capsys.readouterr().err
     assert not (tmp_path / "x.pt").exists()

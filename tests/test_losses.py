@@ -4,6 +4,7 @@ Expected numbers are worked out by hand in the comments (top-k columns, targets,
 only the final log-sum-exp is left to ``math``; nothing here calls the code under test to
 produce an expected value.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,16 +16,12 @@ from hamnet.config import LossConfig, LossWeights
 from hamnet.losses import drop_mask, hamnet_losses, topk_k
 
 # B=1, T=4, C=2 (+ background last). k = max(1, 4 // 2) = 2 with topk_ratio 2.
-S = torch.tensor([[[2.0, 0.5, 1.0],
-                   [0.0, 1.0, -1.0],
-                   [1.0, 3.0, 0.5],
-                   [-1.0, 0.0, 2.0]]], dtype=torch.float64)
+S = torch.tensor([[[2.0, 0.5, 1.0], [0.0, 1.0, -1.0], [1.0, 3.0, 0.5], [-1.0, 0.0, 2.0]]], dtype=torch.float64)
 A = torch.tensor([[0.9, 0.1, 0.5, 0.05]], dtype=torch.float64)
 Y = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
 # Both readings drop t0 and t2 here: authors a >= 0.2 * 0.9 = 0.18, paper a >= 0.2.
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 
 
 def lse(v):
@@ -76,18 +73,25 @@ def test_authors_reading_by_hand():
     }
     for k, v in exp.items():
         assert out[k].item() == pytest.approx(v, rel=1e-9), k
-    total = 0.8 * exp["bcl"] + 0.2 * exp["hal"] + 0.8 * exp["sal"] + 0.2 * exp["ssal"] + 0.8 * exp["sparsity"] + 0.8 * exp["guide"]
+    total = (
+        0.8 * exp["bcl"]
+        + 0.2 * exp["hal"]
+        + 0.8 * exp["sal"]
+        + 0.2 * exp["ssal"]
+        + 0.8 * exp["sparsity"]
+        + 0.8 * exp["guide"]
+    )
     assert out["total"].item() == pytest.approx(total, rel=1e-9)
 
 
 def test_paper_reading_by_hand():
     out = hamnet_losses(S, A, Y, cfg("paper"))
     exp = {
-        "bcl": 2 * lse(BCL_V) - 3.0,              # raw targets [1, 0, 1]
+        "bcl": 2 * lse(BCL_V) - 3.0,  # raw targets [1, 0, 1]
         "hal": 2 * lse(HAL_V_PAPER) - 0.0 - 1.0,
         "sal": lse(SAL_V) - 1.15,
         "ssal": lse(SSAL_V_PAPER) - 0.0,
-        "sparsity": 0.9 + 0.1 + 0.5 + 0.05,       # summed over T
+        "sparsity": 0.9 + 0.1 + 0.5 + 0.05,  # summed over T
         "guide": sum(GUIDE_T),
     }
     for k, v in exp.items():
@@ -143,16 +147,19 @@ def test_drop_mask_relative_vs_absolute():
 
 
 def test_drop_modes():
-    a = torch.tensor([[0.9, 0.05, 0.6, 0.1, 0.02, 0.7, 0.03, 0.04],
-                      [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]])
+    a = torch.tensor([[0.9, 0.05, 0.6, 0.1, 0.02, 0.7, 0.03, 0.04], [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]])
     # paper reading, gamma 0.5: row 0 drops {0.9, 0.6, 0.7} (3), row 1 drops {.5,.6,.7,.8} (4)
     sel = drop_mask(a, LossConfig(reading="paper", drop_threshold=0.5, drop_mode="selective"))
-    assert sel.tolist() == [[True, False, True, False, False, True, False, False],
-                            [False, False, False, False, True, True, True, True]]
+    assert sel.tolist() == [
+        [True, False, True, False, False, True, False, False],
+        [False, False, False, False, True, True, True, True],
+    ]
     inv = drop_mask(a, LossConfig(reading="paper", drop_threshold=0.5, drop_mode="inverse"))
     # the 3 (resp. 4) least attended: row 0 {.02, .03, .04}, row 1 {.1, .2, .3, .4}
-    assert inv.tolist() == [[False, False, False, False, True, False, True, True],
-                            [True, True, True, True, False, False, False, False]]
+    assert inv.tolist() == [
+        [False, False, False, False, True, False, True, True],
+        [True, True, True, True, False, False, False, False],
+    ]
     rcfg = LossConfig(reading="paper", drop_threshold=0.5, drop_mode="random")
     r1 = drop_mask(a, rcfg, torch.Generator().manual_seed(1))
     r1b = drop_mask(a, rcfg, torch.Generator().manual_seed(1))
@@ -175,7 +182,14 @@ def test_gradients_reach_attention_through_soft_terms_only():
     a = torch.rand(2, 20, generator=g, dtype=torch.float64).requires_grad_(True)
     y = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]], dtype=torch.float64)
     c = LossConfig(drop_threshold=0.9)  # few snippets dropped, so kept ones reach the top-k
-    for term, reaches_a in (("bcl", False), ("hal", False), ("sal", True), ("ssal", True), ("sparsity", True), ("guide", True)):
+    for term, reaches_a in (
+        ("bcl", False),
+        ("hal", False),
+        ("sal", True),
+        ("ssal", True),
+        ("sparsity", True),
+        ("guide", True),
+    ):
         s.grad = a.grad = None
         hamnet_losses(s, a, y, c)[term].backward()
         got_a = a.grad is not None and a.grad.abs().sum().item() > 0

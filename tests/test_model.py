@@ -1,4 +1,5 @@
 """HAM-Net network: shapes, init, smoothing, gradients to both branches, config validation."""
+
 from __future__ import annotations
 
 import math
@@ -16,7 +17,6 @@ from pipeline.config import CONFIG_DIR, load_config
 SMALL = ModelConfig(feature_dim=32, hidden_dim=48, attention_hidden=16)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 
 
 def test_shapes_and_ranges():

@@ -1,4 +1,5 @@
 """The restricted .npy loader: real W-TALC files load, files that try to run code are refused."""
+
 from __future__ import annotations
 
 import builtins
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.safe_pickle import UnsafePickleError, restricted_loads, safe_load_npy
+from storage.safe_pickle import UnsafePickleError, restricted_loads, safe_load_npy
 
 WTALC = "thumos14/wtalc/Thumos14reduced-Annotations"
 ANET = "activitynet12/3c-net/ActivityNet1.2-Annotations"

@@ -4,6 +4,7 @@ Tiny synthetic videos (40x32 px, 4-5 s) and tiny settings (crop 32, hidden 32, 2
 random backbone) so that the whole graph runs in seconds. Which tasks ran is counted with a
 SUCCESS event handler.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,21 +16,33 @@ from collections import Counter
 from pathlib import Path
 
 import luigi
-import pytest
 
 import tasks
 from pipeline.demo import DemoSpec, synthesize_demo
 
 REPO = Path(__file__).resolve().parent.parent
 
-TINY = DemoSpec(num_train=3, num_test=1, num_classes=2, min_seconds=4.0, max_seconds=5.0, min_action_seconds=1.0,
-                max_action_seconds=1.2, max_instances=1, width=40, height=32, seed=5)
+TINY = DemoSpec(
+    num_train=3,
+    num_test=1,
+    num_classes=2,
+    min_seconds=4.0,
+    max_seconds=5.0,
+    min_action_seconds=1.0,
+    max_action_seconds=1.2,
+    max_instances=1,
+    width=40,
+    height=32,
+    seed=5,
+)
 # Cheap TV-L1 (2 scales, 1 warp, few iterations): these tests check the task graph, not flow quality.
-TINY_OVERRIDES = ("extract.resize_short=32 extract.crop=32 extract.flow_workers=1 extract.device=cpu "
-                  "extract.tvl1.nscales=2 extract.tvl1.warps=1 extract.tvl1.inner_iterations=5 "
-                  "extract.tvl1.outer_iterations=2 "
-                  "model.hidden_dim=32 model.attention_hidden=16 train.epochs=2 train.batch_size=2 "
-                  "train.num_snippets=8 train.device=cpu")
+TINY_OVERRIDES = (
+    "extract.resize_short=32 extract.crop=32 extract.flow_workers=1 extract.device=cpu "
+    "extract.tvl1.nscales=2 extract.tvl1.warps=1 extract.tvl1.inner_iterations=5 "
+    "extract.tvl1.outer_iterations=2 "
+    "model.hidden_dim=32 model.attention_hidden=16 train.epochs=2 train.batch_size=2 "
+    "train.num_snippets=8 train.device=cpu"
+)
 
 RAN: list[luigi.Task] = []
 
@@ -50,8 +63,14 @@ def tiny_dataset(root: Path, spec: DemoSpec = TINY) -> dict[str, Path]:
 
 
 def params(data: dict[str, Path], out: Path, overrides: str = "") -> dict[str, str]:
-    return dict(video_dir=str(data["videos"]), labels=str(data["labels"]), ground_truth=str(data["ground_truth"]),
-                output_dir=str(out), config="demo", overrides=(TINY_OVERRIDES + " " + overrides).strip())
+    return dict(
+        video_dir=str(data["videos"]),
+        labels=str(data["labels"]),
+        ground_truth=str(data["ground_truth"]),
+        output_dir=str(out),
+        config="demo",
+        overrides=(TINY_OVERRIDES + " " + overrides).strip(),
+    )
 
 
 def test_rerun_rules_and_inference_only(tmp_path):
@@ -64,8 +83,18 @@ def test_rerun_rules_and_inference_only(tmp_path):
 
     ran, res = build(tasks.RunAll(**params(data, out)))
     assert res.status == luigi.LuigiStatusCode.SUCCESS, res.summary_text
-    assert ran == Counter({"FlowCache": 3, "VideoFeatures": 3, "FeatureIndex": 1, "Train": 1, "Localize": 1,
-                           "Evaluate": 1, "Report": 1, "RunAll": 1})
+    assert ran == Counter(
+        {
+            "FlowCache": 3,
+            "VideoFeatures": 3,
+            "FeatureIndex": 1,
+            "Train": 1,
+            "Localize": 1,
+            "Evaluate": 1,
+            "Report": 1,
+            "RunAll": 1,
+        }
+    )
     assert (out / "report.html").is_file() and (out / "summary.txt").is_file()
     flow_files = {p: p.stat().st_mtime_ns for p in (out / "flow").rglob("*.h5")}
     assert len(flow_files) == 3
@@ -84,15 +113,26 @@ def test_rerun_rules_and_inference_only(tmp_path):
 
     # 4. another backbone (seed of the random backbone): features and after, not flow
     ran, _ = build(tasks.RunAll(**params(data, out, "extract.random_seed=1")))
-    assert ran == Counter({"VideoFeatures": 3, "FeatureIndex": 1, "Train": 1, "Localize": 1, "Evaluate": 1,
-                           "Report": 1, "RunAll": 1})
+    assert ran == Counter(
+        {"VideoFeatures": 3, "FeatureIndex": 1, "Train": 1, "Localize": 1, "Evaluate": 1, "Report": 1, "RunAll": 1}
+    )
     assert {p: p.stat().st_mtime_ns for p in (out / "flow").rglob("*.h5")} == flow_files
 
     # 5. a new video: it alone is extracted; the dataset changed, so training etc. rerun
     shutil.move(aside, extra)
     ran, _ = build(tasks.RunAll(**params(data, out)))
-    assert ran == Counter({"FlowCache": 1, "VideoFeatures": 1, "FeatureIndex": 1, "Train": 1, "Localize": 1,
-                           "Evaluate": 1, "Report": 1, "RunAll": 1})
+    assert ran == Counter(
+        {
+            "FlowCache": 1,
+            "VideoFeatures": 1,
+            "FeatureIndex": 1,
+            "Train": 1,
+            "Localize": 1,
+            "Evaluate": 1,
+            "Report": 1,
+            "RunAll": 1,
+        }
+    )
     assert [t.video_id for t in RAN if t.get_task_family() == "FlowCache"] == ["demo_002"]
     metrics = json.loads(Path([t for t in RAN if t.get_task_family() == "Evaluate"][0].output().path).read_text())
     assert len(metrics["map"]) == 7 and metrics["num_videos"] == 1
@@ -119,7 +159,7 @@ def test_rerun_rules_and_inference_only(tmp_path):
 def test_bad_videos_are_reported_and_the_command_exits_nonzero(tmp_path):
     data = tiny_dataset(tmp_path)
     vids = data["videos"]
-    shutil.copy(vids / "demo_000.mp4", vids / "Straße mit Leerzeichen.mp4")   # good, awkward name
+    shutil.copy(vids / "demo_000.mp4", vids / "Straße mit Leerzeichen.mp4")  # good, awkward name
     (vids / "empty.mp4").write_bytes(b"")
     (vids / "not a video.mp4").write_text("this is text, not a video\n" * 50)
     good = (vids / "demo_001.mp4").read_bytes()
@@ -130,7 +170,7 @@ def test_bad_videos_are_reported_and_the_command_exits_nonzero(tmp_path):
     ran, res = build(tasks.RunAll(**params(data, out)))
     assert res.status == luigi.LuigiStatusCode.FAILED
     assert ran["RunAll"] == 0 and ran["Report"] == 1 and ran["Train"] == 1
-    assert ran["FlowCache"] == 8 and ran["VideoFeatures"] == 8   # bad videos get failure records, not task failures
+    assert ran["FlowCache"] == 8 and ran["VideoFeatures"] == 8  # bad videos get failure records, not task failures
 
     index = json.loads(next((out / "index").glob("*.json")).read_text())
     status = {v["source"]: (v["status"], v["reason"]) for v in index["videos"]}
@@ -156,7 +196,8 @@ def test_bad_videos_are_reported_and_the_command_exits_nonzero(tmp_path):
     cmd = [sys.executable, "-m", "luigi", "--module", "tasks", "RunAll", "--local-scheduler"]
     for k, v in p.items():
         cmd += [f"--{k.replace('_', '-')}", v]
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.run(
+        cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)}
+    )
     assert proc.returncode == 30, proc.stderr[-3000:]
     assert "videos failed" in proc.stderr

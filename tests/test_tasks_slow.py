@@ -3,6 +3,7 @@ workers sharing one luigid scheduler. Run with ``pytest -m slow tests/test_tasks
 
 They drive the real ``luigi`` command line in subprocesses, as a user would.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,27 +27,61 @@ from pipeline.demo import DemoSpec, synthesize_demo
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parent.parent
-SPEC = DemoSpec(num_train=4, num_test=2, num_classes=2, min_seconds=4.0, max_seconds=5.0, min_action_seconds=1.0,
-                max_action_seconds=1.2, max_instances=1, width=40, height=32, seed=11)
+SPEC = DemoSpec(
+    num_train=4,
+    num_test=2,
+    num_classes=2,
+    min_seconds=4.0,
+    max_seconds=5.0,
+    min_action_seconds=1.0,
+    max_action_seconds=1.2,
+    max_instances=1,
+    width=40,
+    height=32,
+    seed=11,
+)
 # flow_workers left at its default (one process per core): the real, forking code path.
-OVERRIDES = ("extract.resize_short=32 extract.crop=32 model.hidden_dim=32 model.attention_hidden=16 "
-             "train.batch_size=2 train.num_snippets=8")
+OVERRIDES = (
+    "extract.resize_short=32 extract.crop=32 model.hidden_dim=32 model.attention_hidden=16 "
+    "train.batch_size=2 train.num_snippets=8"
+)
 
 
 def luigi_cmd(task: str, data: dict[str, Path], out: Path, overrides: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "luigi", "--module", "tasks", task, "--video-dir", str(data["videos"]),
-            "--labels", str(data["labels"]), "--ground-truth", str(data["ground_truth"]), "--output-dir", str(out),
-            "--config", "demo", "--overrides", overrides, *extra]
+    return [
+        sys.executable,
+        "-m",
+        "luigi",
+        "--module",
+        "tasks",
+        task,
+        "--video-dir",
+        str(data["videos"]),
+        "--labels",
+        str(data["labels"]),
+        "--ground-truth",
+        str(data["ground_truth"]),
+        "--output-dir",
+        str(out),
+        "--config",
+        "demo",
+        "--overrides",
+        overrides,
+        *extra,
+    ]
 
 
 def run(cmd: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    return subprocess.run(
+        cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env={**os.environ, "PYTHONPATH": str(REPO)}
+    )
 
 
 def results_of(out: Path) -> tuple[dict, dict]:
-    return (json.loads((out / "results.json").read_text()),
-            json.loads(next((out / "evaluate").glob("*/metrics.json")).read_text()))
+    return (
+        json.loads((out / "results.json").read_text()),
+        json.loads(next((out / "evaluate").glob("*/metrics.json")).read_text()),
+    )
 
 
 def features_of(out: Path) -> dict[str, np.ndarray]:
@@ -63,6 +98,7 @@ def leftovers(out: Path) -> list[Path]:
 
 # --------------------------------------------------------------------------- bad input
 
+
 def _write_audio_only(path: Path) -> None:
     with av.open(str(path), "w", format="mp4") as c:
         s = c.add_stream("aac", rate=16000)
@@ -70,7 +106,7 @@ def _write_audio_only(path: Path) -> None:
         t = np.arange(16000 * 2) / 16000
         samples = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None, :]
         for i in range(0, samples.shape[1], 1024):
-            frame = av.AudioFrame.from_ndarray(samples[:, i:i + 1024], format="fltp", layout="mono")
+            frame = av.AudioFrame.from_ndarray(samples[:, i : i + 1024], format="fltp", layout="mono")
             frame.sample_rate = 16000
             frame.pts = i
             frame.time_base = Fraction(1, 16000)
@@ -100,17 +136,17 @@ def test_bad_input_directory_completes_for_every_good_video(tmp_path):
     (vids / "truncated.mp4").write_bytes(good[: len(good) // 2])
     (vids / "text.avi").write_text("not a video at all\n" * 100)
     _write_audio_only(vids / "audio only.mp4")
-    _write_short(vids / "tiny.mp4", 1)   # one frame: no flow possible
+    _write_short(vids / "tiny.mp4", 1)  # one frame: no flow possible
     corrupt = bytearray(good)
     mid = len(corrupt) // 2
-    corrupt[mid:mid + 400] = os.urandom(400)
+    corrupt[mid : mid + 400] = os.urandom(400)
     (vids / "corrupt middle.mp4").write_bytes(bytes(corrupt))
     (vids / "ünïcödé ñame.mp4").write_bytes(good)
     # two names that collide after sanitising, and one that is only punctuation
     (vids / "a b.mp4").write_bytes(good)
     (vids / "a_b.mp4").write_bytes(good)
-    (vids / "%%%.mp4").write_bytes(good)      # sanitises to the fallback id "video"...
-    (vids / "&&&.mp4").write_bytes(good)      # ...and so does this one
+    (vids / "%%%.mp4").write_bytes(good)  # sanitises to the fallback id "video"...
+    (vids / "&&&.mp4").write_bytes(good)  # ...and so does this one
     (vids / ".hidden.mp4").write_bytes(good)  # hidden: skipped, and listed as such
     out = tmp_path / "out"
 
@@ -121,11 +157,14 @@ def test_bad_input_directory_completes_for_every_good_video(tmp_path):
     for name in ("zero.mp4", "truncated.mp4", "text.avi", "audio only.mp4", "tiny.mp4"):
         assert by_src[name]["status"] == "failed" and by_src[name]["reason"], name
         assert by_src[name]["reason"] in proc.stderr, name
-    for name in ("ünïcödé ñame.mp4", "a b.mp4", "a_b.mp4", "%%%.mp4", "&&&.mp4") + tuple(f"demo_{i:03d}.mp4" for i in range(6)):
+    for name in ("ünïcödé ñame.mp4", "a b.mp4", "a_b.mp4", "%%%.mp4", "&&&.mp4") + tuple(
+        f"demo_{i:03d}.mp4" for i in range(6)
+    ):
         assert by_src[name]["status"] == "ok", (name, by_src[name])
     # corrupted frames mid-stream: either decoded around (ok) or rejected with a reason
     assert by_src["corrupt middle.mp4"]["status"] in ("ok", "failed") and (
-        by_src["corrupt middle.mp4"]["status"] == "ok" or by_src["corrupt middle.mp4"]["reason"])
+        by_src["corrupt middle.mp4"]["status"] == "ok" or by_src["corrupt middle.mp4"]["reason"]
+    )
     ids = [v["video_id"] for v in index["videos"]]
     assert len(set(ids)) == len(ids)
     assert by_src["a b.mp4"]["video_id"] != by_src["a_b.mp4"]["video_id"]
@@ -134,7 +173,7 @@ def test_bad_input_directory_completes_for_every_good_video(tmp_path):
     feature_dir = Path(index["feature_dir"])
     for v in index["videos"]:
         path = feature_dir / f"{v['video_id']}.h5"
-        assert path.resolve().parent == feature_dir.resolve()       # nothing escapes the store
+        assert path.resolve().parent == feature_dir.resolve()  # nothing escapes the store
         assert path.is_file() == (v["status"] == "ok"), v
     results = json.loads((out / "results.json").read_text())["results"]
     assert set(results) == {v["video_id"] for v in index["videos"] if v["status"] == "ok"}
@@ -147,9 +186,16 @@ def test_bad_input_directory_completes_for_every_good_video(tmp_path):
 
 # --------------------------------------------------------------------------- kill and rerun
 
+
 def _start(cmd: list[str], cwd: Path, log: Path) -> subprocess.Popen:
-    return subprocess.Popen(cmd, cwd=cwd, stdout=log.open("ab"), stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True)
+    return subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        start_new_session=True,
+    )
 
 
 def _kill_when(proc: subprocess.Popen, cond, timeout: float = 300) -> bool:
@@ -203,6 +249,7 @@ def test_sigkill_at_any_point_then_rerun_gives_identical_results(tmp_path):
 
 # --------------------------------------------------------------------------- two workers
 
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -214,9 +261,22 @@ def test_two_workers_share_a_scheduler_and_extract_each_video_once(tmp_path):
     overrides = OVERRIDES + " train.epochs=3"
     port = _free_port()
     (tmp_path / "luigid-logs").mkdir()
-    sched = subprocess.Popen(["luigid", "--port", str(port), "--address", "127.0.0.1",
-                              "--state-path", str(tmp_path / "luigid.state"), "--logdir", str(tmp_path / "luigid-logs")],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    sched = subprocess.Popen(
+        [
+            "luigid",
+            "--port",
+            str(port),
+            "--address",
+            "127.0.0.1",
+            "--state-path",
+            str(tmp_path / "luigid.state"),
+            "--logdir",
+            str(tmp_path / "luigid-logs"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         for _ in range(300):
             try:
@@ -227,12 +287,25 @@ def test_two_workers_share_a_scheduler_and_extract_each_video_once(tmp_path):
                 time.sleep(0.1)
         shared = tmp_path / "shared"
         # --no-lock: Luigi refuses a second identical command on one host unless told otherwise.
-        cmd = luigi_cmd("RunAll", data, shared, overrides, "--scheduler-host", "127.0.0.1",
-                        "--scheduler-port", str(port), "--no-lock", "--worker-keep-alive",
-                        "--worker-wait-interval", "0.5")
+        cmd = luigi_cmd(
+            "RunAll",
+            data,
+            shared,
+            overrides,
+            "--scheduler-host",
+            "127.0.0.1",
+            "--scheduler-port",
+            str(port),
+            "--no-lock",
+            "--worker-keep-alive",
+            "--worker-wait-interval",
+            "0.5",
+        )
         env = {**os.environ, "PYTHONPATH": str(REPO)}
-        workers = [subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                    env=env) for _ in range(2)]
+        workers = [
+            subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+            for _ in range(2)
+        ]
         outs = [w.communicate(timeout=600)[0] for w in workers]
         # A worker's exit code describes its own share: 25 (not_run) / 10 (already_running)
         # when the scheduler gave tasks to the other worker. Nothing may have failed.
@@ -247,7 +320,7 @@ def test_two_workers_share_a_scheduler_and_extract_each_video_once(tmp_path):
 
     # each video's flow and features were computed exactly once, across both workers' logs
     logs = [p.read_text() for p in (shared / "logs").glob("run-*.log")]
-    assert len(logs) == 3          # two workers and the check
+    assert len(logs) == 3  # two workers and the check
     for vid in [f"demo_{i:03d}" for i in range(6)]:
         assert sum(text.count(f"computing flow for {vid} ") for text in logs) == 1, vid
         assert sum(text.count(f"extracting features for {vid} ") for text in logs) == 1, vid

@@ -1,21 +1,21 @@
 """Training: sampling rule, determinism, resume after a kill, checkpoint contents, input errors."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from hamnet_synth import planted_dataset
 
 import hamnet.train as train_mod
 from hamnet.config import LossConfig, ModelConfig, TrainConfig
 from hamnet.sampling import sample_snippet_indices
 from hamnet.train import load_checkpoint, resume_path, train_hamnet
-from hamnet_synth import planted_dataset
 
 TINY = ModelConfig(feature_dim=16, hidden_dim=16, attention_hidden=8, dropout=0.5)
 TCFG = TrainConfig(lr=1e-3, batch_size=4, epochs=4, num_snippets=24, seed=3, device="cpu")
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,9 @@ def data():
 
 def _train(data, path, tcfg=TCFG, **kw):
     f, l, c = data
-    return train_hamnet(f, l, c, model_cfg=TINY, loss_cfg=LossConfig(**kw), train_cfg=tcfg, checkpoint_path=path, progress=False)
+    return train_hamnet(
+        f, l, c, model_cfg=TINY, loss_cfg=LossConfig(**kw), train_cfg=tcfg, checkpoint_path=path, progress=False
+    )
 
 
 def _weights(path):
@@ -66,6 +68,7 @@ def test_training_changes_weights_and_random_drop_mode_is_seeded(tmp_path, data)
     f, l, c = data
     torch.manual_seed(TCFG.seed)
     from hamnet.model import build_hamnet
+
     init = build_hamnet(TINY, len(c)).state_dict()
     w = _weights(_train(data, tmp_path / "r1.pt", drop_mode="random"))
     assert any(not torch.equal(init[k], w[k]) for k in w)
@@ -85,6 +88,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, data, monkeypatch
     def kill_after(epoch):
         if epoch == 2:
             raise _Killed
+
     monkeypatch.setattr(train_mod, "_after_resume_save", kill_after)
     with pytest.raises(_Killed):
         _train(data, ckpt)
@@ -102,6 +106,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, data, monkeypatch
         if calls["n"] == 5:
             raise _Killed
         return real(*a, **k)
+
     monkeypatch.setattr(train_mod, "hamnet_losses", dying_losses)
     with pytest.raises(_Killed):
         _train(data, ckpt)
@@ -116,9 +121,11 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, data, monkeypatch
 
 def test_resume_file_of_other_settings_is_not_used(tmp_path, data, monkeypatch):
     ckpt = tmp_path / "m.pt"
+
     def kill_after_first(epoch):
         if epoch == 1:
             raise _Killed
+
     monkeypatch.setattr(train_mod, "_after_resume_save", kill_after_first)
     with pytest.raises(_Killed):
         _train(data, ckpt)

@@ -1,4 +1,5 @@
 """PyTorch TV-L1 (extractors/tvl1_torch.py) against OpenCV's DualTVL1 and against known motion."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -9,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from extractors.settings import TVL1Params
 from extractors import tvl1_torch
+from extractors.settings import TVL1Params
 from extractors.tvl1_torch import pyramid_sizes, tvl1_flow_batch
 
 CLIPS = ("videos/mmaction2/demo/demo.mp4", "videos/mmaction2/tests/data/test.avi")
@@ -23,8 +24,17 @@ def opencv_flow(prev: np.ndarray, nxt: np.ndarray, params: TVL1Params | None = N
     p = params or TVL1Params()
     # positional: the keyword for inner iterations is misspelt in OpenCV's binding
     algo = cv2.optflow.DualTVL1OpticalFlow_create(
-        p.tau, p.lambda_, p.theta, p.nscales, p.warps, p.epsilon,
-        p.inner_iterations, p.outer_iterations, p.scale_step, p.gamma, p.median_filtering,
+        p.tau,
+        p.lambda_,
+        p.theta,
+        p.nscales,
+        p.warps,
+        p.epsilon,
+        p.inner_iterations,
+        p.outer_iterations,
+        p.scale_step,
+        p.gamma,
+        p.median_filtering,
     )
     return np.stack([algo.calc(a, b, None) for a, b in zip(prev, nxt)])
 
@@ -120,8 +130,17 @@ def test_non_default_params_reach_the_solver(shared_data: Path):
     the default flow), so every field is really wired through."""
     f = clip_frames(shared_data / CLIPS[0], 2, 64, start=60)
     params = dataclasses.replace(
-        TVL1Params(), tau=0.2, lambda_=0.1, theta=0.25, nscales=3, warps=2, epsilon=0.02,
-        inner_iterations=7, outer_iterations=3, scale_step=0.7, median_filtering=3,
+        TVL1Params(),
+        tau=0.2,
+        lambda_=0.1,
+        theta=0.25,
+        nscales=3,
+        warps=2,
+        epsilon=0.02,
+        inner_iterations=7,
+        outer_iterations=3,
+        scale_step=0.7,
+        median_filtering=3,
     )
     ours = tvl1_flow_batch(f[:1], f[1:], params)
     ref = opencv_flow(f[:1], f[1:], params)
@@ -175,14 +194,18 @@ def test_warp_and_pyramid_resize_match_cv2():
     u2[-4:] += 9.0
     ys, xs = np.mgrid[0 : img.shape[0], 0 : img.shape[1]].astype(np.float32)
     ref = cv2.remap(img, xs + u1, ys + u2, cv2.INTER_CUBIC)
-    ours = tvl1_torch._remap_cubic(torch.from_numpy(img)[None, None], torch.from_numpy(u1)[None], torch.from_numpy(u2)[None])
+    ours = tvl1_torch._remap_cubic(
+        torch.from_numpy(img)[None, None], torch.from_numpy(u1)[None], torch.from_numpy(u2)[None]
+    )
     np.testing.assert_allclose(ours[0, 0].numpy(), ref, atol=2e-3)
     small = cv2.resize(img, None, fx=0.8, fy=0.8, interpolation=cv2.INTER_LINEAR)
     ours = tvl1_torch._resize(torch.from_numpy(img)[None], small.shape, (1 / 0.8, 1 / 0.8))[0].numpy()
     np.testing.assert_allclose(ours, small, atol=2e-3)
     up = cv2.resize(small, img.shape[::-1], interpolation=cv2.INTER_LINEAR)
     scale = (small.shape[0] / img.shape[0], small.shape[1] / img.shape[1])
-    np.testing.assert_allclose(tvl1_torch._resize(torch.from_numpy(small)[None], img.shape, scale)[0].numpy(), up, atol=2e-3)
+    np.testing.assert_allclose(
+        tvl1_torch._resize(torch.from_numpy(small)[None], img.shape, scale)[0].numpy(), up, atol=2e-3
+    )
 
 
 def test_constant_frames_give_zero_flow():

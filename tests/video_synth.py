@@ -4,11 +4,12 @@ The standard clip is a textured square moving a known number of pixels per frame
 flat grey background, so decoded frame counts, timing and optical flow can be checked against
 exact expectations.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Sequence
 
 import av
 import cv2

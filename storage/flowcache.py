@@ -10,17 +10,20 @@ settings), ``n_frames``, ``duration``, ``fps``, ``source``.
 Extraction reads it back through :func:`open_flow_cache`, which checks the key so that a
 cache computed under other settings is never used silently.
 """
+
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import h5py
 import numpy as np
-from hamnet.atomic import atomic_path
+
+from core.atomic import atomic_path
 
 FORMAT = "hamnet-flow-cache"
 FORMAT_VERSION = 1

@@ -1,6 +1,6 @@
 """Readers for the public temporal annotations, all producing ground truth in ActivityNet form.
 
-The common form (what hamnet.evaluate and pipeline.labels read)::
+The common form (what hamnet.evaluate and storage.labels read)::
 
     {"database": {video: {"subset": str, "duration": float | None,
                           "annotations": [{"segment": [start_s, end_s], "label": str}, ...]}}}
@@ -16,11 +16,12 @@ Supported sources:
   as the official kit does.
 * ActivityNet JSON (v1.2 / v1.3), already in this form, validated and optionally filtered.
 * W-TALC ``.npy`` annotation folders (``videoname.npy``, ``subset.npy``, ``segments.npy``,
-  ``labels.npy``, ``duration.npy``...), loaded with :mod:`pipeline.safe_pickle`.
+  ``labels.npy``, ``duration.npy``...), loaded with :mod:`storage.safe_pickle`.
 
 Every reader raises :class:`AnnotationError` (a ``ValueError``) naming the file and the
 problem; nothing is dropped silently.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,13 +29,14 @@ import math
 import os
 import re
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from hamnet.atomic import write_json_atomic
-from pipeline.safe_pickle import UnsafePickleError, safe_load_npy
+from core.atomic import write_json_atomic
+from storage.safe_pickle import UnsafePickleError, safe_load_npy
 
 AMBIGUOUS = "Ambiguous"
 
@@ -156,7 +158,9 @@ def read_thumos14_annotations(
     suffixes = {m.group(2) for p in txts if (m := re.fullmatch(r"(.+)_([A-Za-z]+)\.txt", p.name))}
     if subset is None:
         if len(suffixes) != 1:
-            raise AnnotationError(f"{root}: cannot infer the subset from file suffixes {sorted(suffixes)}; pass subset=")
+            raise AnnotationError(
+                f"{root}: cannot infer the subset from file suffixes {sorted(suffixes)}; pass subset="
+            )
         subset = suffixes.pop()
     if subset not in THUMOS_SUBSETS:
         raise AnnotationError(f"{root}: unknown THUMOS14 subset {subset!r} (expected 'val' or 'test')")
@@ -218,9 +222,7 @@ def validate_ground_truth(gt: Mapping[str, Any], *, source: str = "<ground truth
                 raise AnnotationError(f"{source}: video {vid!r} annotation {i}: segment must be [start, end]")
 
 
-def read_activitynet_json(
-    path: str | os.PathLike, *, subsets: Iterable[str] | None = None
-) -> dict[str, Any]:
+def read_activitynet_json(path: str | os.PathLike, *, subsets: Iterable[str] | None = None) -> dict[str, Any]:
     """Read an ActivityNet annotation JSON (v1.2 or v1.3) into the common form.
 
     Segments are converted to floats (some files store strings). Only ``subset``,
@@ -247,7 +249,9 @@ def read_activitynet_json(
             try:
                 s, t = float(a["segment"][0]), float(a["segment"][1])
             except (TypeError, ValueError):
-                raise AnnotationError(f"{path}: video {vid!r} annotation {i}: segment {a['segment']!r} is not numeric") from None
+                raise AnnotationError(
+                    f"{path}: video {vid!r} annotation {i}: segment {a['segment']!r} is not numeric"
+                ) from None
             anns.append({"segment": [s, t], "label": str(a["label"])})
         duration = e.get("duration")
         database[vid] = {
@@ -276,9 +280,7 @@ def _youtube_id(url: str) -> str:
     return m.group(1) if m else url
 
 
-def read_wtalc_annotations(
-    annotation_dir: str | os.PathLike, *, video_ids: str = "videoname"
-) -> dict[str, Any]:
+def read_wtalc_annotations(annotation_dir: str | os.PathLike, *, video_ids: str = "videoname") -> dict[str, Any]:
     """Read a W-TALC-format annotation folder (Thumos14reduced, ActivityNet1.2 of 3C-Net...).
 
     ``video_ids``: ``"videoname"`` uses ``videoname.npy`` as the key; ``"youtube"`` uses the
@@ -366,7 +368,9 @@ def select_subset(gt: Mapping[str, Any], subset: str) -> dict[str, Any]:
     out = {k: v for k, v in gt.items() if k != "database"}
     out["database"] = {v: e for v, e in gt["database"].items() if e["subset"] == subset}
     if not out["database"]:
-        raise AnnotationError(f"no videos in subset {subset!r} (subsets present: {sorted({e['subset'] for e in gt['database'].values()})})")
+        raise AnnotationError(
+            f"no videos in subset {subset!r} (subsets present: {sorted({e['subset'] for e in gt['database'].values()})})"
+        )
     return out
 
 
@@ -389,7 +393,9 @@ def read_ground_truth_json(path: str | os.PathLike) -> dict[str, Any]:
     return gt
 
 
-def video_labels(gt: Mapping[str, Any], subset: str | None = None, *, exclude: Sequence[str] = (AMBIGUOUS,)) -> dict[str, list[str]]:
+def video_labels(
+    gt: Mapping[str, Any], subset: str | None = None, *, exclude: Sequence[str] = (AMBIGUOUS,)
+) -> dict[str, list[str]]:
     """Video-level labels (weak supervision) from ground truth; Ambiguous is never a label."""
     out: dict[str, list[str]] = {}
     for vid, e in gt["database"].items():

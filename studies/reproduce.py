@@ -5,25 +5,28 @@ the authors' settings (``configs/thumos14.yaml`` / ``configs/activitynet12.yaml`
 the test subset, evaluates it and prints the per-tIoU table in the layout of the paper's
 Tables 2 (THUMOS14) and 3 (ActivityNet1.2) next to the published numbers::
 
-    python -m pipeline.reproduce thumos14 \\
+    python -m studies.reproduce thumos14 \\
         --features data/Thumos14reduced-I3D-JOINTFeatures.npy \\
         --annotations data/Thumos14reduced-Annotations --work runs/thumos14
 
 Every stage is skipped when its output exists (features, checkpoint, results), so an
 interrupted run continues. docs/reproduce.md lists the commands and the published numbers.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import os
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
-from hamnet.atomic import write_json_atomic
-from pipeline.annotations import (
+from core.atomic import write_json_atomic
+from pipeline.config import ConfigError, load_config
+from storage.annotations import (
     AMBIGUOUS,
     AnnotationError,
     read_thumos14_txt,
@@ -32,9 +35,8 @@ from pipeline.annotations import (
     video_labels,
     write_ground_truth_json,
 )
-from pipeline.config import ConfigError, load_config
-from pipeline.featstore import FeatureStore, safe_video_id
-from pipeline.labels import write_labels_csv
+from storage.featstore import FeatureStore, safe_video_id
+from storage.labels import write_labels_csv
 
 
 @dataclass(frozen=True)
@@ -54,22 +56,31 @@ class DatasetRecipe:
     config: str
     train_subset: str
     test_subset: str
-    table_tious: tuple[float, ...]   # the columns of the paper's table
+    table_tious: tuple[float, ...]  # the columns of the paper's table
     paper: PaperResult
 
 
 RECIPES: dict[str, DatasetRecipe] = {
     "thumos14": DatasetRecipe(
-        config="thumos14", train_subset="validation", test_subset="test",
+        config="thumos14",
+        train_subset="validation",
+        test_subset="test",
         table_tious=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7),
-        paper=PaperResult({0.1: 65.4, 0.2: 59.0, 0.3: 50.3, 0.4: 41.1, 0.5: 31.0, 0.6: 20.7, 0.7: 11.1}, 39.8,
-                          "0.1:0.7", "HAM-Net, AAAI 2021, Table 2 (THUMOS14)"),
+        paper=PaperResult(
+            {0.1: 65.4, 0.2: 59.0, 0.3: 50.3, 0.4: 41.1, 0.5: 31.0, 0.6: 20.7, 0.7: 11.1},
+            39.8,
+            "0.1:0.7",
+            "HAM-Net, AAAI 2021, Table 2 (THUMOS14)",
+        ),
     ),
     "activitynet12": DatasetRecipe(
-        config="activitynet12", train_subset="training", test_subset="validation",
+        config="activitynet12",
+        train_subset="training",
+        test_subset="validation",
         table_tious=(0.5, 0.75, 0.95),
-        paper=PaperResult({0.5: 41.0, 0.75: 24.8, 0.95: 5.3}, 25.1, "0.5:0.95",
-                          "HAM-Net, AAAI 2021, Table 3 (ActivityNet1.2)"),
+        paper=PaperResult(
+            {0.5: 41.0, 0.75: 24.8, 0.95: 5.3}, 25.1, "0.5:0.95", "HAM-Net, AAAI 2021, Table 3 (ActivityNet1.2)"
+        ),
     ),
 }
 
@@ -93,16 +104,24 @@ def build_ground_truth(annotation_dir: str | os.PathLike, *, with_ambiguous: boo
     return {"database": database, "classes": gt["classes"]}
 
 
-def format_paper_table(name: str, recipe: DatasetRecipe, tious: Sequence[float], map_: Sequence[float],
-                       average: float) -> str:
+def format_paper_table(
+    name: str, recipe: DatasetRecipe, tious: Sequence[float], map_: Sequence[float], average: float
+) -> str:
     """Markdown table: the paper's row and this run's row, columns as in the paper."""
     ours = {round(float(t), 4): 100 * float(m) for t, m in zip(tious, map_)}
     cols = list(recipe.table_tious)
     head = "| method | " + " | ".join(f"mAP@{t:g}" for t in cols) + f" | AVG ({recipe.paper.average_range}) |"
     sep = "|---|" + "---:|" * (len(cols) + 1)
-    paper = "| HAM-Net (paper) | " + " | ".join(f"{recipe.paper.map[t]:.1f}" for t in cols) + f" | {recipe.paper.average:.1f} |"
-    this = f"| {name} | " + " | ".join(f"{ours[round(t, 4)]:.1f}" if round(t, 4) in ours else "-" for t in cols) + \
-        f" | {100 * average:.1f} |"
+    paper = (
+        "| HAM-Net (paper) | "
+        + " | ".join(f"{recipe.paper.map[t]:.1f}" for t in cols)
+        + f" | {recipe.paper.average:.1f} |"
+    )
+    this = (
+        f"| {name} | "
+        + " | ".join(f"{ours[round(t, 4)]:.1f}" if round(t, 4) in ours else "-" for t in cols)
+        + f" | {100 * average:.1f} |"
+    )
     return "\n".join([head, sep, paper, this]) + "\n"
 
 
@@ -128,7 +147,7 @@ def reproduce(
     from hamnet.localize import localize_videos
     from hamnet.results import write_results_json
     from hamnet.train import train_hamnet
-    from pipeline.wtalc import import_wtalc_features
+    from storage.wtalc import import_wtalc_features
 
     if dataset not in RECIPES:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {sorted(RECIPES)}")
@@ -156,23 +175,47 @@ def reproduce(
     ckpt = work / "model.pt"
     if not ckpt.is_file():
         log(f"training on {len(labels)} {recipe.train_subset} videos ({recipe.config} settings)")
-        train_hamnet(store, labels, gt["classes"], model_cfg=ModelConfig.from_dict(cfg["model"]),
-                     loss_cfg=LossConfig.from_dict(cfg["loss"]), train_cfg=TrainConfig.from_dict(cfg["train"]),
-                     checkpoint_path=ckpt, progress=progress)
+        train_hamnet(
+            store,
+            labels,
+            gt["classes"],
+            model_cfg=ModelConfig.from_dict(cfg["model"]),
+            loss_cfg=LossConfig.from_dict(cfg["loss"]),
+            train_cfg=TrainConfig.from_dict(cfg["train"]),
+            checkpoint_path=ckpt,
+            progress=progress,
+        )
     test_store = FeatureStore(store_dir, sorted(test_gt["database"]))
     sps = {v: test_store.record(v).seconds_per_snippet for v in test_store}
     log(f"localizing {len(test_store)} {recipe.test_subset} videos")
-    locs = localize_videos(ckpt, test_store, LocalizeConfig.from_dict(cfg["localize"]), seconds_per_snippet=sps,
-                           progress=progress, device=cfg["train"]["device"])
+    locs = localize_videos(
+        ckpt,
+        test_store,
+        LocalizeConfig.from_dict(cfg["localize"]),
+        seconds_per_snippet=sps,
+        progress=progress,
+        device=cfg["train"]["device"],
+    )
     write_results_json(work / "results.json", {v: loc.segments for v, loc in locs.items()})
     preds = json.loads((work / "results.json").read_text(encoding="utf-8"))
     res = evaluate_detection(test_gt, preds, cfg["evaluate"]["tiou_thresholds"], mode=mode)
-    cls = classification_map(video_labels(test_gt), {v: dict(zip(l.classes, map(float, l.video_scores))) for v, l in locs.items()})
+    cls = classification_map(
+        video_labels(test_gt), {v: dict(zip(l.classes, map(float, l.video_scores))) for v, l in locs.items()}
+    )
     table = format_paper_table(f"this run ({mode} evaluator)", recipe, res.tiou_thresholds, res.map, res.average_map)
-    metrics = {"dataset": dataset, "mode": mode, "config": cfg, **res.to_dict(), "classification_map": cls,
-               "paper": {"map": {str(k): v for k, v in recipe.paper.map.items()}, "average": recipe.paper.average,
-                         "source": recipe.paper.source},
-               "table_markdown": table}
+    metrics = {
+        "dataset": dataset,
+        "mode": mode,
+        "config": cfg,
+        **res.to_dict(),
+        "classification_map": cls,
+        "paper": {
+            "map": {str(k): v for k, v in recipe.paper.map.items()},
+            "average": recipe.paper.average,
+            "source": recipe.paper.source,
+        },
+        "table_markdown": table,
+    }
     write_json_atomic(work / "metrics.json", metrics, indent=1, default=float)
     log(format_table(res))
     log(table)
@@ -180,21 +223,35 @@ def reproduce(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m pipeline.reproduce",
-                                description="Reproduce HAM-Net's THUMOS14 / ActivityNet1.2 runs from W-TALC features.")
+    p = argparse.ArgumentParser(
+        prog="python -m studies.reproduce",
+        description="Reproduce HAM-Net's THUMOS14 / ActivityNet1.2 runs from W-TALC features.",
+    )
     p.add_argument("dataset", choices=sorted(RECIPES))
     p.add_argument("--annotations", required=True, help="W-TALC annotation folder (Thumos14reduced-Annotations, ...)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--features", help="W-TALC joint I3D features .npy (imported safely into WORK/features)")
     src.add_argument("--store", help="an existing feature store folder instead of --features")
-    p.add_argument("--work", required=True, help="output folder: features/, gt.json, model.pt, results.json, metrics.json")
+    p.add_argument(
+        "--work", required=True, help="output folder: features/, gt.json, model.pt, results.json, metrics.json"
+    )
     p.add_argument("--mode", choices=["activitynet", "thumos14"], help="evaluator (default: the config's)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override, e.g. train.epochs=5")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="config override, e.g. train.epochs=5"
+    )
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     try:
-        reproduce(a.dataset, a.work, features_npy=a.features, annotation_dir=a.annotations, store_dir=a.store,
-                  overrides=a.set, mode=a.mode, progress=not a.no_progress)
+        reproduce(
+            a.dataset,
+            a.work,
+            features_npy=a.features,
+            annotation_dir=a.annotations,
+            store_dir=a.store,
+            overrides=a.set,
+            mode=a.mode,
+            progress=not a.no_progress,
+        )
     except (AnnotationError, ConfigError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -28,6 +28,7 @@ official txt folders), otherwise they are drawn from distributions matching THUM
 ``<out>/labels.csv`` and ``<out>/benchmark.json`` (settings and counts).
 docs/completeness_benchmark.md describes the generation step by step.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,15 +36,16 @@ import json
 import math
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from hamnet.atomic import write_json_atomic
-from pipeline.annotations import (
+from core.atomic import write_json_atomic
+from storage.annotations import (
     AMBIGUOUS,
     count_segments,
     read_thumos14_annotations,
@@ -51,17 +53,34 @@ from pipeline.annotations import (
     video_labels,
     write_ground_truth_json,
 )
-from pipeline.featstore import feature_path, safe_video_id, write_features
-from pipeline.labels import write_labels_csv
+from storage.featstore import feature_path, safe_video_id, write_features
+from storage.labels import write_labels_csv
 
 FPS = 25.0
 FRAMES_PER_SNIPPET = 16
 SECONDS_PER_SNIPPET = FRAMES_PER_SNIPPET / FPS
 
 THUMOS14_CLASSES = [
-    "BaseballPitch", "BasketballDunk", "Billiards", "CleanAndJerk", "CliffDiving", "CricketBowling",
-    "CricketShot", "Diving", "FrisbeeCatch", "GolfSwing", "HammerThrow", "HighJump", "JavelinThrow",
-    "LongJump", "PoleVault", "Shotput", "SoccerPenalty", "TennisSwing", "ThrowDiscus", "VolleyballSpiking",
+    "BaseballPitch",
+    "BasketballDunk",
+    "Billiards",
+    "CleanAndJerk",
+    "CliffDiving",
+    "CricketBowling",
+    "CricketShot",
+    "Diving",
+    "FrisbeeCatch",
+    "GolfSwing",
+    "HammerThrow",
+    "HighJump",
+    "JavelinThrow",
+    "LongJump",
+    "PoleVault",
+    "Shotput",
+    "SoccerPenalty",
+    "TennisSwing",
+    "ThrowDiscus",
+    "VolleyballSpiking",
 ]
 
 
@@ -71,23 +90,23 @@ class BenchmarkSettings:
 
     seed: int = 0
     feature_dim: int = 2048
-    core_fraction: float = 0.2        # share of an instance's snippets that form its core
-    core_strength: float = 3.0        # norm of the class core prototype added to core snippets
-    extent_strength: float = 1.0      # norm of the class extent prototype on the other action snippets
+    core_fraction: float = 0.2  # share of an instance's snippets that form its core
+    core_strength: float = 3.0  # norm of the class core prototype added to core snippets
+    extent_strength: float = 1.0  # norm of the class extent prototype on the other action snippets
     background_strength: float = 1.5  # norm of the scene prototype on every snippet
-    num_scenes: int = 8               # background scene prototypes shared by all videos
-    scenes_per_video: int = 3         # scenes a video draws from
-    scene_switch_prob: float = 0.02   # per-snippet probability of switching scene
-    temporal_rho: float = 0.9         # AR(1) coefficient of the structured background noise
-    temporal_noise: float = 0.5       # norm (stationary) of the AR(1) noise
-    noise_std: float = 1.0            # norm of the white per-snippet noise
+    num_scenes: int = 8  # background scene prototypes shared by all videos
+    scenes_per_video: int = 3  # scenes a video draws from
+    scene_switch_prob: float = 0.02  # per-snippet probability of switching scene
+    temporal_rho: float = 0.9  # AR(1) coefficient of the structured background noise
+    temporal_noise: float = 0.5  # norm (stationary) of the AR(1) noise
+    noise_std: float = 1.0  # norm of the white per-snippet noise
     # Used only when no annotation files are given (drawn THUMOS14-like structure):
     num_train_videos: int = 200
     num_test_videos: int = 212
     num_classes: int = 20
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "BenchmarkSettings":
+    def from_dict(cls, d: Mapping[str, Any]) -> BenchmarkSettings:
         known = {f.name for f in fields(cls)}
         unknown = [k for k in d if k not in known]
         if unknown:
@@ -139,14 +158,21 @@ def draw_thumos_like_annotations(settings: BenchmarkSettings, rng: np.random.Gen
             t, anns = 0.0, []
             for k in range(n_inst):
                 t += gaps[k]
-                anns.append({"segment": [round(t, 1), round(t + lengths[k], 1)], "label": str(labs[k % n_cls] if n_cls == 1 else rng.choice(labs))})
+                anns.append(
+                    {
+                        "segment": [round(t, 1), round(t + lengths[k], 1)],
+                        "label": str(labs[k % n_cls] if n_cls == 1 else rng.choice(labs)),
+                    }
+                )
                 t += lengths[k]
             database[vid] = {"subset": subset, "duration": round(duration, 3), "annotations": anns}
     return {"database": database, "classes": classes}
 
 
 def load_structure(
-    *, wtalc_annotations: str | os.PathLike | None = None, thumos_annotation_dirs: list[str] | None = None,
+    *,
+    wtalc_annotations: str | os.PathLike | None = None,
+    thumos_annotation_dirs: list[str] | None = None,
     thumos_meta: list[str] | None = None,
 ) -> dict[str, Any]:
     """Real THUMOS14 structure from the W-TALC folder or from official txt folders.
@@ -193,9 +219,9 @@ def _unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
 
 @dataclass
 class Prototypes:
-    core: np.ndarray     # C x D
-    extent: np.ndarray   # C x D
-    scenes: np.ndarray   # S x D
+    core: np.ndarray  # C x D
+    extent: np.ndarray  # C x D
+    scenes: np.ndarray  # S x D
 
 
 def make_prototypes(settings: BenchmarkSettings, num_classes: int, rng: np.random.Generator) -> Prototypes:
@@ -203,8 +229,9 @@ def make_prototypes(settings: BenchmarkSettings, num_classes: int, rng: np.rando
     return Prototypes(_unit(rng, num_classes, d), _unit(rng, num_classes, d), _unit(rng, settings.num_scenes, d))
 
 
-def snippet_masks(annotations: list[dict[str, Any]], classes: list[str], T: int, settings: BenchmarkSettings,
-                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def snippet_masks(
+    annotations: list[dict[str, Any]], classes: list[str], T: int, settings: BenchmarkSettings, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-snippet class index of the core (``-1`` none) and of the extent (``-1`` none).
 
     Snippet t spans [t, t+1) x 0.64 s; it belongs to an instance when its centre lies inside
@@ -229,13 +256,19 @@ def snippet_masks(annotations: list[dict[str, Any]], classes: list[str], T: int,
         start = int(rng.integers(0, idx.size - n_core + 1))
         extent[idx] = c
         core[idx] = -1
-        core[idx[start:start + n_core]] = c
-        extent[idx[start:start + n_core]] = -1
+        core[idx[start : start + n_core]] = c
+        extent[idx[start : start + n_core]] = -1
     return core, extent
 
 
-def video_features(T: int, core: np.ndarray, extent: np.ndarray, protos: Prototypes, settings: BenchmarkSettings,
-                   rng: np.random.Generator) -> np.ndarray:
+def video_features(
+    T: int,
+    core: np.ndarray,
+    extent: np.ndarray,
+    protos: Prototypes,
+    settings: BenchmarkSettings,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """T x D features of one video (see the module docstring for the model)."""
     from scipy.signal import lfilter
 
@@ -253,7 +286,9 @@ def video_features(T: int, core: np.ndarray, extent: np.ndarray, protos: Prototy
     x = settings.background_strength * protos.scenes[scene]
     # AR(1) noise with stationary per-dimension std temporal_noise / sqrt(d)
     rho = settings.temporal_rho
-    innov = rng.standard_normal((T, d)).astype(np.float32) * (settings.temporal_noise * math.sqrt(1 - rho * rho) / math.sqrt(d))
+    innov = rng.standard_normal((T, d)).astype(np.float32) * (
+        settings.temporal_noise * math.sqrt(1 - rho * rho) / math.sqrt(d)
+    )
     innov[0] /= math.sqrt(1 - rho * rho)  # start in the stationary distribution
     x += lfilter([1.0], [1.0, -rho], innov, axis=0).astype(np.float32)
     x += rng.standard_normal((T, d)).astype(np.float32) * (settings.noise_std / math.sqrt(d))
@@ -308,14 +343,24 @@ def generate_benchmark(
         fractions.append(((core >= 0) | (extent >= 0)).mean())
         half = settings.feature_dim // 2
         write_features(
-            feature_path(store, sid), x[:, :half], x[:, half:], video_id=sid, fps=FPS,
-            frames_per_snippet=FRAMES_PER_SNIPPET, n_frames=int(round(float(e["duration"]) * FPS)),
-            duration=float(e["duration"]), source="synthetic:completeness-benchmark",
-            settings={"generator": "pipeline.completeness", **settings.to_dict()}, random_backbone=False,
+            feature_path(store, sid),
+            x[:, :half],
+            x[:, half:],
+            video_id=sid,
+            fps=FPS,
+            frames_per_snippet=FRAMES_PER_SNIPPET,
+            n_frames=int(round(float(e["duration"]) * FPS)),
+            duration=float(e["duration"]),
+            source="synthetic:completeness-benchmark",
+            settings={"generator": "studies.completeness", **settings.to_dict()},
+            random_backbone=False,
             extra_attrs={"synthetic": True, "subset": e["subset"]},
         )
-        new_db[sid] = {"subset": e["subset"], "duration": float(e["duration"]),
-                       "annotations": [a for a in e["annotations"] if a["label"] != AMBIGUOUS]}
+        new_db[sid] = {
+            "subset": e["subset"],
+            "duration": float(e["duration"]),
+            "annotations": [a for a in e["annotations"] if a["label"] != AMBIGUOUS],
+        }
     gt_out = {"database": new_db, "classes": classes}
     write_ground_truth_json(out / "gt.json", gt_out)
     write_labels_csv(out / "labels.csv", video_labels(gt_out))
@@ -339,7 +384,7 @@ def snippet_truth(bench_dir: str | os.PathLike) -> dict[str, tuple[np.ndarray, n
     Recomputed from ``gt.json`` and ``benchmark.json`` by replaying the generator's seeded
     streams (the masks are drawn first from each video's stream), so nothing extra is stored.
     """
-    from pipeline.annotations import read_ground_truth_json
+    from storage.annotations import read_ground_truth_json
 
     bench_dir = Path(bench_dir)
     gt = read_ground_truth_json(bench_dir / "gt.json")
@@ -353,8 +398,9 @@ def snippet_truth(bench_dir: str | os.PathLike) -> dict[str, tuple[np.ndarray, n
     return out
 
 
-def attention_profile(checkpoint: str | os.PathLike, bench_dir: str | os.PathLike, *, subset: str = "test",
-                      device: str = "cpu") -> dict[str, float]:
+def attention_profile(
+    checkpoint: str | os.PathLike, bench_dir: str | os.PathLike, *, subset: str = "test", device: str = "cpu"
+) -> dict[str, float]:
     """Mean attention of a trained model on core, extent and background snippets of a subset.
 
     The mechanism the paper claims shows up here directly: a MIL-only model attends to cores
@@ -363,8 +409,8 @@ def attention_profile(checkpoint: str | os.PathLike, bench_dir: str | os.PathLik
     import torch
 
     from hamnet.train import load_checkpoint
-    from pipeline.annotations import read_ground_truth_json
-    from pipeline.featstore import FeatureStore
+    from storage.annotations import read_ground_truth_json
+    from storage.featstore import FeatureStore
 
     bench_dir = Path(bench_dir)
     gt = read_ground_truth_json(bench_dir / "gt.json")
@@ -390,15 +436,20 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m pipeline.completeness", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m studies.completeness", description=__doc__.split("\n\n")[0])
     p.add_argument("out_dir", help="output folder (features/, gt.json, labels.csv, benchmark.json)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--wtalc-annotations", help="W-TALC Thumos14reduced-Annotations folder (real structure)")
     src.add_argument("--thumos-annotations", nargs="+", help="THUMOS14 official annotation folder(s)")
     p.add_argument("--thumos-meta", nargs="+", help="meta .mat per --thumos-annotations folder (durations)")
     p.add_argument("--max-videos-per-subset", type=int, default=None)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help=f"benchmark setting, e.g. feature_dim=256 (keys: {', '.join(f.name for f in fields(BenchmarkSettings))})")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"benchmark setting, e.g. feature_dim=256 (keys: {', '.join(f.name for f in fields(BenchmarkSettings))})",
+    )
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     import yaml
@@ -413,10 +464,18 @@ def main(argv: list[str] | None = None) -> int:
         settings = BenchmarkSettings.from_dict(kv)
         structure = None
         if a.wtalc_annotations or a.thumos_annotations:
-            structure = load_structure(wtalc_annotations=a.wtalc_annotations, thumos_annotation_dirs=a.thumos_annotations,
-                                       thumos_meta=a.thumos_meta)
-        summary = generate_benchmark(a.out_dir, settings, structure=structure,
-                                     max_videos_per_subset=a.max_videos_per_subset, progress=not a.no_progress)
+            structure = load_structure(
+                wtalc_annotations=a.wtalc_annotations,
+                thumos_annotation_dirs=a.thumos_annotations,
+                thumos_meta=a.thumos_meta,
+            )
+        summary = generate_benchmark(
+            a.out_dir,
+            settings,
+            structure=structure,
+            max_videos_per_subset=a.max_videos_per_subset,
+            progress=not a.no_progress,
+        )
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

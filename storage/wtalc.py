@@ -6,8 +6,9 @@ float array per video, in the order of the annotation folder's ``videoname.npy``
 1024 columns are the RGB stream, the last 1024 the flow stream (the W-TALC convention; the
 DESIGN's feature store keeps them as separate ``rgb`` / ``flow`` datasets, and
 ``VideoFeatures.joint()`` concatenates them back in the same order). Snippets are 16 frames
-at 25 fps. The file is a pickle, so it is read with :func:`pipeline.safe_pickle.safe_load_npy`.
+at 25 fps. The file is a pickle, so it is read with :func:`storage.safe_pickle.safe_load_npy`.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,9 +18,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from pipeline.annotations import AnnotationError, read_wtalc_annotations
-from pipeline.featstore import FeatureStoreError, feature_path, safe_video_id, write_features
-from pipeline.safe_pickle import safe_load_npy
+from storage.annotations import AnnotationError, read_wtalc_annotations
+from storage.featstore import FeatureStoreError, feature_path, safe_video_id, write_features
+from storage.safe_pickle import safe_load_npy
 
 FPS = 25.0
 FRAMES_PER_SNIPPET = 16
@@ -71,7 +72,9 @@ def import_wtalc_features(
             continue
         x = np.asarray(feats[i])
         if x.ndim != 2 or x.shape[1] % 2 or x.shape[0] == 0:
-            raise WtalcImportError(f"{features_npy}: video {i} ({key}) has features of shape {x.shape}, expected T x 2D with T > 0")
+            raise WtalcImportError(
+                f"{features_npy}: video {i} ({key}) has features of shape {x.shape}, expected T x 2D with T > 0"
+            )
         d = x.shape[1] // 2
         entry = ann["database"][key]
         duration = entry["duration"] if entry["duration"] is not None else x.shape[0] * FRAMES_PER_SNIPPET / FPS

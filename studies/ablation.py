@@ -12,6 +12,7 @@ Runs are resumable: each run's folder keeps its checkpoint, results and metrics,
 hash of its full settings, so rerunning the same ablation only computes what is missing and a
 changed row reruns only that row.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,17 +21,18 @@ import os
 import re
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import yaml
 
-from hamnet.atomic import write_json_atomic, write_text_atomic
-from pipeline.annotations import AnnotationError, read_ground_truth_json, select_subset, video_labels
+from core.atomic import write_json_atomic, write_text_atomic
 from pipeline.config import ConfigError, load_config, resolve_config_path, settings_hash
-from pipeline.featstore import FeatureStore
+from storage.annotations import AnnotationError, read_ground_truth_json, select_subset, video_labels
+from storage.featstore import FeatureStore
 
 
 class AblationError(ValueError):
@@ -46,7 +48,7 @@ class AblationRow:
     group: str = ""
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], *, where: str = "row") -> "AblationRow":
+    def from_dict(cls, d: Mapping[str, Any], *, where: str = "row") -> AblationRow:
         if not isinstance(d, Mapping):
             raise AblationError(f"{where}: each row must be a mapping with name/overrides, got {d!r}")
         unknown = [k for k in d if k not in ("name", "overrides", "group")]
@@ -55,7 +57,9 @@ class AblationRow:
         if not d.get("name"):
             raise AblationError(f"{where}: a row needs a non-empty 'name'")
         if "," in str(d["name"]):
-            raise AblationError(f"{where}: row name {d['name']!r} must not contain ',' (--rows separates names with commas)")
+            raise AblationError(
+                f"{where}: row name {d['name']!r} must not contain ',' (--rows separates names with commas)"
+            )
         ov = d.get("overrides") or []
         if isinstance(ov, str) or not all(isinstance(o, str) for o in ov):
             raise AblationError(f"{where} ({d['name']}): 'overrides' must be a list of 'key=value' strings")
@@ -74,7 +78,7 @@ class AblationSpec:
     test_subset: str = "test"
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], *, where: str = "ablation") -> "AblationSpec":
+    def from_dict(cls, d: Mapping[str, Any], *, where: str = "ablation") -> AblationSpec:
         known = ("config", "rows", "seeds", "overrides", "train_subset", "test_subset")
         if not isinstance(d, Mapping):
             raise AblationError(f"{where}: top level must be a mapping")
@@ -92,13 +96,23 @@ class AblationSpec:
         if dup:
             raise AblationError(f"{where}: duplicate row name(s) {dup}")
         seeds = d.get("seeds", [0])
-        if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        if (
+            not isinstance(seeds, list)
+            or not seeds
+            or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+        ):
             raise AblationError(f"{where}: 'seeds' must be a non-empty list of integers, got {seeds!r}")
         ov = d.get("overrides") or []
         if isinstance(ov, str) or not all(isinstance(o, str) for o in ov):
             raise AblationError(f"{where}: 'overrides' must be a list of 'key=value' strings")
-        spec = cls(str(d["config"]), rows, tuple(seeds), tuple(ov),
-                   str(d.get("train_subset", "validation")), str(d.get("test_subset", "test")))
+        spec = cls(
+            str(d["config"]),
+            rows,
+            tuple(seeds),
+            tuple(ov),
+            str(d.get("train_subset", "validation")),
+            str(d.get("test_subset", "test")),
+        )
         for row in spec.rows:  # fail now on a bad key, not after hours of training
             try:
                 spec.run_config(row, spec.seeds[0])
@@ -107,15 +121,20 @@ class AblationSpec:
         return spec
 
     def to_dict(self) -> dict[str, Any]:
-        return {"config": self.config, "train_subset": self.train_subset, "test_subset": self.test_subset,
-                "seeds": list(self.seeds), "overrides": list(self.overrides),
-                "rows": [{"name": r.name, "group": r.group, "overrides": list(r.overrides)} for r in self.rows]}
+        return {
+            "config": self.config,
+            "train_subset": self.train_subset,
+            "test_subset": self.test_subset,
+            "seeds": list(self.seeds),
+            "overrides": list(self.overrides),
+            "rows": [{"name": r.name, "group": r.group, "overrides": list(r.overrides)} for r in self.rows],
+        }
 
     def run_config(self, row: AblationRow, seed: int) -> dict[str, Any]:
         """The full config of one run: dataset config, common overrides, row overrides, seed."""
         return load_config(self.config, [*self.overrides, *row.overrides, f"train.seed={seed}"])
 
-    def select(self, rows: Sequence[str] | None = None, seeds: Sequence[int] | None = None) -> "AblationSpec":
+    def select(self, rows: Sequence[str] | None = None, seeds: Sequence[int] | None = None) -> AblationSpec:
         """A copy with only the named rows and/or the given seeds."""
         keep = self.rows
         if rows:
@@ -123,8 +142,14 @@ class AblationSpec:
             if missing:
                 raise AblationError(f"unknown row(s) {missing}; rows are {[r.name for r in self.rows]}")
             keep = tuple(r for r in self.rows if r.name in rows)
-        return AblationSpec(self.config, keep, tuple(seeds) if seeds else self.seeds, self.overrides,
-                            self.train_subset, self.test_subset)
+        return AblationSpec(
+            self.config,
+            keep,
+            tuple(seeds) if seeds else self.seeds,
+            self.overrides,
+            self.train_subset,
+            self.test_subset,
+        )
 
 
 def load_ablation_spec(path: str | os.PathLike) -> AblationSpec:
@@ -167,7 +192,9 @@ class RunResult:
         return dict(self.__dict__)
 
 
-def load_store_in_memory(store_dir: str | os.PathLike, video_ids: Sequence[str]) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+def load_store_in_memory(
+    store_dir: str | os.PathLike, video_ids: Sequence[str]
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Joint features and seconds-per-snippet of the given videos (read once, reused by every run)."""
     feats: dict[str, np.ndarray] = {}
     sps: dict[str, float] = {}
@@ -218,12 +245,23 @@ def run_one(
             return old
     t0 = time.time()
     ckpt = train_hamnet(
-        train_features, train_labels, classes,
-        model_cfg=ModelConfig.from_dict(cfg["model"]), loss_cfg=LossConfig.from_dict(cfg["loss"]),
-        train_cfg=TrainConfig.from_dict(cfg["train"]), checkpoint_path=run_dir / "model.pt", progress=progress,
+        train_features,
+        train_labels,
+        classes,
+        model_cfg=ModelConfig.from_dict(cfg["model"]),
+        loss_cfg=LossConfig.from_dict(cfg["loss"]),
+        train_cfg=TrainConfig.from_dict(cfg["train"]),
+        checkpoint_path=run_dir / "model.pt",
+        progress=progress,
     )
-    locs = localize_videos(ckpt, test_features, LocalizeConfig.from_dict(cfg["localize"]),
-                           seconds_per_snippet=seconds_per_snippet, progress=progress, device=cfg["train"]["device"])
+    locs = localize_videos(
+        ckpt,
+        test_features,
+        LocalizeConfig.from_dict(cfg["localize"]),
+        seconds_per_snippet=seconds_per_snippet,
+        progress=progress,
+        device=cfg["train"]["device"],
+    )
     preds = results_to_dict({v: loc.segments for v, loc in locs.items()})
     _atomic_json(run_dir / "results.json", preds)
     ev = cfg["evaluate"]
@@ -281,14 +319,33 @@ def run_ablation(
             cfg = spec.run_config(row, seed)
             run_dir = out / "runs" / slug(row.name) / f"seed{seed}"
             t0 = time.time()
-            m = run_one(cfg, train_features=train_feats, train_labels=train_labels, classes=classes,
-                        test_features=test_feats, seconds_per_snippet=sps, test_gt=test_gt, run_dir=run_dir,
-                        progress=progress)
-            r = RunResult(row.name, seed, m["tiou_thresholds"], m["map"], m["average_map"], m.get("classification_map"),
-                          str(run_dir), m.get("seconds", 0.0), m.get("warnings", []))
+            m = run_one(
+                cfg,
+                train_features=train_feats,
+                train_labels=train_labels,
+                classes=classes,
+                test_features=test_feats,
+                seconds_per_snippet=sps,
+                test_gt=test_gt,
+                run_dir=run_dir,
+                progress=progress,
+            )
+            r = RunResult(
+                row.name,
+                seed,
+                m["tiou_thresholds"],
+                m["map"],
+                m["average_map"],
+                m.get("classification_map"),
+                str(run_dir),
+                m.get("seconds", 0.0),
+                m.get("warnings", []),
+            )
             runs.append(r)
-            log(f"[{len(runs)}/{total}] {row.name} seed {seed}: mAP@0.5={_at(r, 0.5)} AVG={100 * r.average_map:.2f} "
-                f"({time.time() - t0:.0f} s)")
+            log(
+                f"[{len(runs)}/{total}] {row.name} seed {seed}: mAP@0.5={_at(r, 0.5)} AVG={100 * r.average_map:.2f} "
+                f"({time.time() - t0:.0f} s)"
+            )
             table = summarize(spec, runs)
             _write_table(out, table)  # after every run: a killed ablation still leaves a table
     return summarize(spec, runs)
@@ -309,8 +366,19 @@ def collect_table(spec: AblationSpec, out_dir: str | os.PathLike, *, write: bool
             m = json.loads(mp.read_text(encoding="utf-8"))
             if _rounded(m.get("config")) != _rounded(spec.run_config(row, seed)):
                 continue
-            runs.append(RunResult(row.name, seed, m["tiou_thresholds"], m["map"], m["average_map"],
-                                  m.get("classification_map"), str(run_dir), m.get("seconds", 0.0), m.get("warnings", [])))
+            runs.append(
+                RunResult(
+                    row.name,
+                    seed,
+                    m["tiou_thresholds"],
+                    m["map"],
+                    m["average_map"],
+                    m.get("classification_map"),
+                    str(run_dir),
+                    m.get("seconds", 0.0),
+                    m.get("warnings", []),
+                )
+            )
     if not runs:
         raise AblationError(f"{out}: no finished runs of this ablation")
     table = summarize(spec, runs)
@@ -349,14 +417,20 @@ def summarize(spec: AblationSpec, runs: Sequence[RunResult]) -> dict[str, Any]:
         avg = np.array([r.average_map for r in rr], dtype=np.float64) * 100
         cls = [r.classification_map for r in rr if r.classification_map is not None]
         ddof = 1 if len(rr) > 1 else 0
-        rows_out.append({
-            "name": row.name, "group": row.group, "overrides": list(row.overrides),
-            "seeds": [r.seed for r in rr],
-            "map_mean": maps.mean(0).tolist(), "map_std": maps.std(0, ddof=ddof).tolist(),
-            "average_mean": float(avg.mean()), "average_std": float(avg.std(ddof=ddof)),
-            "classification_map_mean": float(np.mean(cls) * 100) if cls else None,
-            "runs": [r.to_dict() for r in rr],
-        })
+        rows_out.append(
+            {
+                "name": row.name,
+                "group": row.group,
+                "overrides": list(row.overrides),
+                "seeds": [r.seed for r in rr],
+                "map_mean": maps.mean(0).tolist(),
+                "map_std": maps.std(0, ddof=ddof).tolist(),
+                "average_mean": float(avg.mean()),
+                "average_std": float(avg.std(ddof=ddof)),
+                "classification_map_mean": float(np.mean(cls) * 100) if cls else None,
+                "runs": [r.to_dict() for r in rr],
+            }
+        )
     tious = runs[0].tiou_thresholds if runs else []
     return {"spec": spec.to_dict(), "tiou_thresholds": tious, "rows": rows_out, "units": "percent (mAP x 100)"}
 
@@ -382,8 +456,10 @@ def _write_table(out: Path, table: Mapping[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m pipeline.ablation",
-                                description="Train and evaluate the rows of an ablation file on one feature store.")
+    p = argparse.ArgumentParser(
+        prog="python -m studies.ablation",
+        description="Train and evaluate the rows of an ablation file on one feature store.",
+    )
     p.add_argument("spec", help="ablation YAML (path or name under configs/, e.g. ablation_cpu)")
     p.add_argument("--store", required=True, help="feature store folder (one HDF5 per video)")
     p.add_argument("--gt", required=True, help="ground truth JSON (ActivityNet form) with train and test subsets")
@@ -391,21 +467,37 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", help="dataset config replacing the file's 'config' (e.g. completeness_cpu)")
     p.add_argument("--rows", help="comma-separated row names to run (default: all)")
     p.add_argument("--seeds", help="comma-separated seeds (default: the file's)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra override for every row (after the file's common overrides)")
-    p.add_argument("--collect-only", action="store_true",
-                   help="train nothing: rebuild the table from the runs already finished in --out")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra override for every row (after the file's common overrides)",
+    )
+    p.add_argument(
+        "--collect-only",
+        action="store_true",
+        help="train nothing: rebuild the table from the runs already finished in --out",
+    )
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     try:
         spec = load_ablation_spec(a.spec)
         if a.set or a.config:
-            spec = AblationSpec(a.config or spec.config, spec.rows, spec.seeds, spec.overrides + tuple(a.set),
-                                spec.train_subset, spec.test_subset)
+            spec = AblationSpec(
+                a.config or spec.config,
+                spec.rows,
+                spec.seeds,
+                spec.overrides + tuple(a.set),
+                spec.train_subset,
+                spec.test_subset,
+            )
             for row in spec.rows:
                 spec.run_config(row, spec.seeds[0])
-        spec = spec.select([s.strip() for s in a.rows.split(",")] if a.rows else None,
-                           [int(s) for s in a.seeds.split(",")] if a.seeds else None)
+        spec = spec.select(
+            [s.strip() for s in a.rows.split(",")] if a.rows else None,
+            [int(s) for s in a.seeds.split(",")] if a.seeds else None,
+        )
         if a.collect_only:
             table = collect_table(spec, a.out)
         else:

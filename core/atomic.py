@@ -6,14 +6,16 @@ a hidden temporary file in the destination folder first (same file system, so th
 decides what is done by whether an output exists, so a partial file under the final name would
 make a rerun skip work that never finished.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 PARTIAL_SUFFIX = ".partial"
 

@@ -4,13 +4,16 @@ The simple form is a CSV with a header ``video,label`` and one row per (video, l
 video with several actions has several rows. Labels can also be derived from temporal ground
 truth in ActivityNet form (every class that has at least one segment in the video).
 """
+
 from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
-from hamnet.atomic import atomic_open
+from typing import Any
+
+from core.atomic import atomic_open
 
 
 class LabelsError(ValueError):

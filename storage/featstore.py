@@ -14,20 +14,22 @@ Files are written atomically: the data goes to a hidden temporary file in the sa
 directory, is flushed to disk, and only then renamed onto the final name. A killed run
 therefore never leaves a file under the final name that looks complete.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import re
 import unicodedata
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import h5py
 import numpy as np
 
-from hamnet.atomic import atomic_path
+from core.atomic import atomic_path
 
 FORMAT_VERSION = 1
 REQUIRED_ATTRS = ("fps", "frames_per_snippet", "n_frames", "duration", "source", "video_id")

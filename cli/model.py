@@ -1,20 +1,21 @@
 """Command line for HAM-Net on a feature store: train a checkpoint, localize videos.
 
-    python -m pipeline.hamnet_cli train --features DIR --labels labels.csv --config thumos14 \\
+    python -m cli.model train --features DIR --labels labels.csv --config thumos14 \\
         [--set train.epochs=5 --set loss.drop_mode=random] --output ckpt.pt
-    python -m pipeline.hamnet_cli localize --checkpoint ckpt.pt --features DIR --config thumos14 \\
+    python -m cli.model localize --checkpoint ckpt.pt --features DIR --config thumos14 \\
         [--set localize.class_threshold=0.1] --output-dir OUT
 
 ``localize`` writes ``OUT/<video>.csv`` per video and ``OUT/results.json`` (ActivityNet results
 form). Bad input (missing files, unknown settings, labels naming unknown classes, empty videos)
 ends with one line naming the problem and exit status 2.
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import h5py
 
@@ -22,8 +23,8 @@ from hamnet.config import LocalizeConfig, hamnet_settings
 from hamnet.localize import SECONDS_PER_SNIPPET
 from hamnet.results import write_results_json, write_segments_csv
 from pipeline.config import load_config
-from pipeline.featstore import FeatureStore, feature_path
-from pipeline.labels import class_list, read_labels_csv
+from storage.featstore import FeatureStore, feature_path
+from storage.labels import class_list, read_labels_csv
 
 
 def _overrides(items: Sequence[str] | None) -> list[str]:
@@ -48,8 +49,11 @@ def warn_random_backbone(store: FeatureStore, video_ids: Sequence[str]) -> None:
             if bool(f.attrs.get("random_backbone", False)):
                 bad.append(vid)
     if bad:
-        print(f"warning: {len(bad)} of {len(video_ids)} videos have features from a RANDOM (untrained) backbone "
-              f"(e.g. {bad[0]}); the model and its detections are not meaningful", file=sys.stderr)
+        print(
+            f"warning: {len(bad)} of {len(video_ids)} videos have features from a RANDOM (untrained) backbone "
+            f"(e.g. {bad[0]}); the model and its detections are not meaningful",
+            file=sys.stderr,
+        )
 
 
 def seconds_per_snippet(store: FeatureStore, video_id: str) -> float:
@@ -74,16 +78,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     classes = class_list(labels)
     if args.classes:
         classes = [c.strip() for c in Path(args.classes).read_text(encoding="utf-8").splitlines() if c.strip()]
-    out = train_hamnet(store, labels, classes, model_cfg=model_cfg, loss_cfg=loss_cfg, train_cfg=train_cfg,
-                       checkpoint_path=args.output, progress=not args.no_progress)
+    out = train_hamnet(
+        store,
+        labels,
+        classes,
+        model_cfg=model_cfg,
+        loss_cfg=loss_cfg,
+        train_cfg=train_cfg,
+        checkpoint_path=args.output,
+        progress=not args.no_progress,
+    )
     print(f"wrote {out} ({len(labels)} videos, {len(classes)} classes, {train_cfg.epochs} epochs)")
     return 0
 
 
 def cmd_localize(args: argparse.Namespace) -> int:
-    from hamnet.train import load_checkpoint
-    from hamnet.localize import localize_video
     from tqdm.auto import tqdm
+
+    from hamnet.localize import localize_video
+    from hamnet.train import load_checkpoint
 
     cfg = load_config(args.config, _overrides(args.set))
     if "localize" not in cfg:
@@ -96,26 +109,33 @@ def cmd_localize(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {}
     for vid in tqdm(list(store), desc="localizing", unit="video", disable=args.no_progress):
-        r = localize_video(model, store[vid], classes, loc_cfg, seconds_per_snippet=seconds_per_snippet(store, vid),
-                           video_id=vid)
+        r = localize_video(
+            model, store[vid], classes, loc_cfg, seconds_per_snippet=seconds_per_snippet(store, vid), video_id=vid
+        )
         write_segments_csv(out_dir / f"{vid}.csv", vid, r.segments)
         results[vid] = r.segments
     write_results_json(out_dir / "results.json", results)
-    print(f"wrote {len(results)} per-video CSVs and {out_dir / 'results.json'} "
-          f"({sum(len(s) for s in results.values())} segments)")
+    print(
+        f"wrote {len(results)} per-video CSVs and {out_dir / 'results.json'} "
+        f"({sum(len(s) for s in results.values())} segments)"
+    )
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pipeline.hamnet_cli", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m cli.model", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train HAM-Net on a feature store with video-level labels")
     t.add_argument("--features", required=True, help="feature store folder (one HDF5 per video)")
     t.add_argument("--labels", required=True, help="CSV with header video,label")
     t.add_argument("--config", default="thumos14", help="config name or path (default thumos14)")
-    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting, e.g. train.epochs=5 (repeatable)")
+    t.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a setting, e.g. train.epochs=5 (repeatable)"
+    )
     t.add_argument("--classes", help="text file with one class per line (default: classes found in the labels, sorted)")
-    t.add_argument("--output", required=True, help="checkpoint to write (a .resume file beside it lets a killed run continue)")
+    t.add_argument(
+        "--output", required=True, help="checkpoint to write (a .resume file beside it lets a killed run continue)"
+    )
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=cmd_train)
     z = sub.add_parser("localize", help="localize actions in every video of a feature store")

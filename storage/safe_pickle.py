@@ -14,6 +14,7 @@ loads. These files come from third parties, so they are read here instead:
   pickle can call it (``find_class`` runs when the GLOBAL opcode is read, the call happens
   only at the later REDUCE opcode), so nothing from the file is executed.
 """
+
 from __future__ import annotations
 
 import codecs

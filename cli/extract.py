@@ -1,9 +1,10 @@
-"""``python -m extractors VIDEO --output FILE.h5 --rgb-checkpoint PATH --flow-checkpoint PATH``
+"""``hamnet-extract VIDEO --output FILE.h5 --rgb-checkpoint PATH --flow-checkpoint PATH``
 
-Extracts I3D RGB + flow features of one video into a feature-store HDF5 file. Settings start
-from configs/base/extract.yaml (or ``--config``) and the flags below override them. Without
-checkpoints it refuses, unless ``--random-backbone`` is given (demo/test only: it warns and
-marks the file). Exit status: 0 on success, 2 for bad input (message names the file).
+Extracts I3D RGB + flow features of one video into a feature-store HDF5 file. Settings are the
+``extract`` section of ``--config`` (default: the defaults, docs/configuration.md) changed by
+``--overrides "extract.crop=112 extract.device=cpu"``. Without checkpoints it refuses, unless
+``--random-backbone`` is given (demo/test only: it warns and marks the file). Exit status: 0 on
+success, 2 for bad input (the message names the file). Also ``python -m extractors``.
 """
 
 from __future__ import annotations
@@ -13,32 +14,25 @@ import logging
 import sys
 from pathlib import Path
 
+from cli.options import add_overrides_option, add_quiet_option
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m extractors", description=__doc__.split("\n\n")[1])
+    p = argparse.ArgumentParser(prog="hamnet-extract", description=__doc__.split("\n\n")[1])
     p.add_argument("video", help="input video (anything FFmpeg/PyAV can open)")
     p.add_argument("--output", required=True, help="output .h5 (feature-store layout)")
+    # The checkpoints are the one required input, so they get flags of their own; each is the
+    # same as --overrides extract.rgb_checkpoint=PATH (resp. flow / random_backbone=true).
     p.add_argument("--rgb-checkpoint", help="I3D RGB weights (piergiaj rgb_imagenet.pt or hassony2 model_rgb.pth)")
     p.add_argument("--flow-checkpoint", help="I3D flow weights (flow_imagenet.pt or model_flow.pth)")
     p.add_argument(
         "--random-backbone", action="store_true", help="seeded random I3D (meaningless features; demos only)"
     )
-    p.add_argument("--config", default=None, help="YAML with an extract: section (default configs/base/extract.yaml)")
+    p.add_argument("--config", default=None, help="config name in configs/ or a YAML path (default: the defaults)")
+    add_overrides_option(p, example="extract.crop=112 extract.device=cpu extract.flow_backend=torch")
     p.add_argument("--video-id", default=None, help="id stored in the file (default: safe id from the file name)")
     p.add_argument("--flow-cache", default=None, help="read flow from this cache file instead of computing it")
-    for flag, typ, hlp in [
-        ("--crop", int, "centre crop size (default 224)"),
-        ("--resize-short", int, "short side before cropping (default 256)"),
-        ("--fps", float, "sampling rate (default 25)"),
-        ("--flow-workers", int, "TV-L1 processes, 0 = one per core"),
-        ("--flow-backend", str, "opencv | torch"),
-        ("--batch-size", int, "snippets per I3D forward"),
-        ("--device", str, "auto | cpu | cuda"),
-        ("--precision", str, "fp32 | bf16 | fp16"),
-        ("--random-seed", int, "seed of the random backbone"),
-    ]:
-        p.add_argument(flag, type=typ, default=None, help=hlp)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet_option(p)
     return p
 
 
@@ -50,33 +44,22 @@ def main(argv: list[str] | None = None) -> int:
     from extractors.checkpoints import CheckpointError
     from extractors.errors import VideoError
     from extractors.settings import ExtractSettings
-    from pipeline.config import ConfigError, load_config
+    from pipeline.config import ConfigError, apply_override, default_config, load_config, parse_overrides
     from pipeline.extract import write_video_features
     from storage.featstore import safe_video_id
     from storage.flowcache import FlowCacheError
 
     try:
-        cfg = load_config(args.config or Path(__file__).resolve().parent.parent / "configs/base/extract.yaml")
-        section = dict(cfg.get("extract", {}))
-        for key in (
-            "crop",
-            "resize_short",
-            "fps",
-            "flow_workers",
-            "flow_backend",
-            "batch_size",
-            "device",
-            "precision",
-            "random_seed",
-            "rgb_checkpoint",
-            "flow_checkpoint",
-        ):
-            val = getattr(args, key)
-            if val is not None:
-                section[key] = val
+        cfg = load_config(args.config, []) if args.config else default_config()
+        section = cfg["extract"]
+        for key in ("rgb_checkpoint", "flow_checkpoint"):
+            if getattr(args, key) is not None:
+                section[key] = getattr(args, key)
         if args.random_backbone:
             section["random_backbone"] = True
-        settings = ExtractSettings.from_dict(section)
+        for item in parse_overrides(args.overrides):
+            apply_override(cfg, item)
+        settings = ExtractSettings.from_dict(cfg["extract"])
         if not settings.random_backbone and not (settings.rgb_checkpoint and settings.flow_checkpoint):
             print(
                 "error: I3D checkpoints are required: pass --rgb-checkpoint and --flow-checkpoint "

@@ -1,9 +1,9 @@
 """Command line for HAM-Net on a feature store: train a checkpoint, localize videos.
 
-    python -m cli.model train --features DIR --labels labels.csv --config thumos14 \\
-        [--set train.epochs=5 --set loss.drop_mode=random] --output ckpt.pt
-    python -m cli.model localize --checkpoint ckpt.pt --features DIR --config thumos14 \\
-        [--set localize.class_threshold=0.1] --output-dir OUT
+    hamnet train --features DIR --labels labels.csv --config thumos14 \\
+        [--overrides "train.epochs=5 loss.drop_mode=random"] --output ckpt.pt
+    hamnet localize --checkpoint ckpt.pt --features DIR --config thumos14 \\
+        [--overrides "localize.class_threshold=0.1 localize.device=cpu"] --output-dir OUT
 
 ``localize`` writes ``OUT/<video>.csv`` per video and ``OUT/results.json`` (ActivityNet results
 form). Bad input (missing files, unknown settings, labels naming unknown classes, empty videos)
@@ -17,18 +17,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import h5py
-
+from cli.options import add_config_options, add_quiet_option, config_from
+from core.device import resolve_device
 from hamnet.config import LocalizeConfig, hamnet_settings
-from hamnet.localize import SECONDS_PER_SNIPPET
 from hamnet.results import write_results_json, write_segments_csv
-from pipeline.config import load_config
-from storage.featstore import FeatureStore, feature_path
+from storage.featstore import FeatureStore
 from storage.labels import class_list, read_labels_csv
-
-
-def _overrides(items: Sequence[str] | None) -> list[str]:
-    return list(items or [])
 
 
 def _store(path: str) -> FeatureStore:
@@ -43,11 +37,7 @@ def _store(path: str) -> FeatureStore:
 
 def warn_random_backbone(store: FeatureStore, video_ids: Sequence[str]) -> None:
     """Say so loudly when features come from an untrained backbone (they carry no meaning)."""
-    bad = []
-    for vid in video_ids:
-        with h5py.File(feature_path(store.root, vid), "r") as f:
-            if bool(f.attrs.get("random_backbone", False)):
-                bad.append(vid)
+    bad = store.random_backbone_videos(video_ids)
     if bad:
         print(
             f"warning: {len(bad)} of {len(video_ids)} videos have features from a RANDOM (untrained) backbone "
@@ -56,19 +46,10 @@ def warn_random_backbone(store: FeatureStore, video_ids: Sequence[str]) -> None:
         )
 
 
-def seconds_per_snippet(store: FeatureStore, video_id: str) -> float:
-    """frames_per_snippet / fps from the file's attributes (16/25 = 0.64 s when absent)."""
-    with h5py.File(feature_path(store.root, video_id), "r") as f:
-        fps, fpsn = f.attrs.get("fps"), f.attrs.get("frames_per_snippet")
-    if fps is None or fpsn is None or float(fps) <= 0:
-        return SECONDS_PER_SNIPPET
-    return float(fpsn) / float(fps)
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from hamnet.train import train_hamnet
 
-    model_cfg, loss_cfg, train_cfg, _ = hamnet_settings(load_config(args.config, _overrides(args.set)))
+    model_cfg, loss_cfg, train_cfg, _ = hamnet_settings(config_from(args))
     labels = read_labels_csv(args.labels)
     store = _store(args.features)
     missing = [v for v in labels if v not in store.video_ids]
@@ -86,7 +67,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         loss_cfg=loss_cfg,
         train_cfg=train_cfg,
         checkpoint_path=args.output,
-        progress=not args.no_progress,
+        progress=not args.quiet,
     )
     print(f"wrote {out} ({len(labels)} videos, {len(classes)} classes, {train_cfg.epochs} epochs)")
     return 0
@@ -98,19 +79,16 @@ def cmd_localize(args: argparse.Namespace) -> int:
     from hamnet.localize import localize_video
     from hamnet.train import load_checkpoint
 
-    cfg = load_config(args.config, _overrides(args.set))
-    if "localize" not in cfg:
-        raise ValueError(f"config {args.config!r} has no localize section")
-    loc_cfg = LocalizeConfig.from_dict(cfg["localize"])
+    loc_cfg = LocalizeConfig.from_dict(config_from(args)["localize"])
     store = _store(args.features)
-    model, classes, _ = load_checkpoint(args.checkpoint, device=args.device)
+    model, classes, _ = load_checkpoint(args.checkpoint, device=resolve_device(loc_cfg.device))
     warn_random_backbone(store, list(store))
     out_dir = Path(args.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {}
-    for vid in tqdm(list(store), desc="localizing", unit="video", disable=args.no_progress):
+    for vid in tqdm(list(store), desc="localizing", unit="video", disable=args.quiet):
         r = localize_video(
-            model, store[vid], classes, loc_cfg, seconds_per_snippet=seconds_per_snippet(store, vid), video_id=vid
+            model, store[vid], classes, loc_cfg, seconds_per_snippet=store.seconds_per_snippet(vid), video_id=vid
         )
         write_segments_csv(out_dir / f"{vid}.csv", vid, r.segments)
         results[vid] = r.segments
@@ -123,29 +101,24 @@ def cmd_localize(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m cli.model", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="hamnet", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train HAM-Net on a feature store with video-level labels")
     t.add_argument("--features", required=True, help="feature store folder (one HDF5 per video)")
     t.add_argument("--labels", required=True, help="CSV with header video,label")
-    t.add_argument("--config", default="thumos14", help="config name or path (default thumos14)")
-    t.add_argument(
-        "--set", action="append", metavar="KEY=VALUE", help="override a setting, e.g. train.epochs=5 (repeatable)"
-    )
+    add_config_options(t)
     t.add_argument("--classes", help="text file with one class per line (default: classes found in the labels, sorted)")
     t.add_argument(
         "--output", required=True, help="checkpoint to write (a .resume file beside it lets a killed run continue)"
     )
-    t.add_argument("--no-progress", action="store_true")
+    add_quiet_option(t)
     t.set_defaults(func=cmd_train)
     z = sub.add_parser("localize", help="localize actions in every video of a feature store")
     z.add_argument("--checkpoint", required=True)
     z.add_argument("--features", required=True)
-    z.add_argument("--config", default="thumos14")
-    z.add_argument("--set", action="append", metavar="KEY=VALUE")
+    add_config_options(z)
     z.add_argument("--output-dir", required=True)
-    z.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    z.add_argument("--no-progress", action="store_true")
+    add_quiet_option(z)
     z.set_defaults(func=cmd_localize)
     return p
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -63,6 +64,44 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any, **dumps_kwargs: Any) -> Path:
-    """Write ``obj`` as JSON (``indent=2`` unless given) with a trailing newline, atomically."""
-    dumps_kwargs.setdefault("indent", 2)
+    """Write ``obj`` as JSON with a trailing newline, atomically: the project's one JSON format.
+
+    Sorted keys and one-space indent keep records diffable; ``ensure_ascii=False`` keeps video
+    names such as ``Straße.mp4`` readable. Callers may override (e.g. ``default=float``).
+    """
+    for key, value in (("indent", 1), ("sort_keys", True), ("ensure_ascii", False)):
+        dumps_kwargs.setdefault(key, value)
     return write_text_atomic(path, json.dumps(obj, **dumps_kwargs) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Parse a UTF-8 JSON file (errors propagate: callers say what the file was for)."""
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def remove_stale_partials(path: str | os.PathLike) -> list[Path]:
+    """Delete temporary files a killed writer of ``path`` left behind (``.<name>.*.partial``).
+
+    Safe because the scheduler runs a given task in one place at a time: no live writer of
+    ``path`` can own them.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    stale = [p for p in path.parent.glob(f".{_glob_escape(path.name)}.*{PARTIAL_SUFFIX}") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
+def copy_file_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Copy ``src`` onto ``dst`` so that ``dst`` is never seen half-copied."""
+    remove_stale_partials(dst)
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+    return Path(dst)
+
+
+def _glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)

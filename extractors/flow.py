@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from core.device import resolve_device
 from extractors.settings import ExtractSettings, TVL1Params
 
 
@@ -77,15 +78,6 @@ def _worker_init() -> None:
     import cv2
 
     cv2.setNumThreads(1)  # one process per core does the parallelism
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when a GPU is usable, else ``cpu``. Called at run time only."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class _Done(Future):

@@ -18,28 +18,19 @@ speed, not results (up to the stated precision tolerance).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.device import check_device_name
+from core.hashing import file_sha256, json_hash
+from core.strict import strict_kwargs
+
 FLOW_BACKENDS = ("opencv", "torch")
-BACKBONES = ("i3d", "i3d_r50")
-DEVICES = ("auto", "cpu", "cuda")
+BACKBONES = ("i3d",)
 PRECISIONS = ("fp32", "bf16", "fp16")
-
-
-def _strict_kwargs(cls: type, d: Mapping[str, Any], where: str) -> dict[str, Any]:
-    if not isinstance(d, Mapping):
-        raise ValueError(f"{where}: expected a mapping, got {type(d).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown} (known: {sorted(names)})")
-    return dict(d)
 
 
 @dataclass(frozen=True)
@@ -60,7 +51,7 @@ class TVL1Params:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TVL1Params:
-        kw = _strict_kwargs(cls, d, "extract.tvl1")
+        kw = strict_kwargs(cls, d, "extract.tvl1")
         out = cls(**kw)
         for name in ("nscales", "warps", "inner_iterations", "outer_iterations", "median_filtering"):
             if int(getattr(out, name)) != getattr(out, name) or getattr(out, name) < 1:
@@ -112,8 +103,7 @@ class ExtractSettings:
             raise bad("backbone", f"{self.backbone!r} is not one of {BACKBONES}")
         if self.batch_size < 1:
             raise bad("batch_size", f"must be >= 1, got {self.batch_size}")
-        if self.device not in DEVICES and not str(self.device).startswith("cuda:"):
-            raise bad("device", f"{self.device!r} is not one of {DEVICES} (or cuda:N)")
+        check_device_name(self.device, "extract.device")
         if self.precision not in PRECISIONS:
             raise bad("precision", f"{self.precision!r} is not one of {PRECISIONS}")
         if not isinstance(self.tvl1, TVL1Params):
@@ -122,7 +112,7 @@ class ExtractSettings:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ExtractSettings:
         """Build from the ``extract:`` mapping; unknown keys raise ValueError naming them."""
-        kw = _strict_kwargs(cls, d, "extract")
+        kw = strict_kwargs(cls, d, "extract")
         if "tvl1" in kw and not isinstance(kw["tvl1"], TVL1Params):
             kw["tvl1"] = TVL1Params.from_dict(kw["tvl1"] or {})
         return cls(**kw)
@@ -182,30 +172,18 @@ class ExtractSettings:
 
 
 def _hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]
-
-
-_SHA_CACHE: dict[tuple[str, int, int], str] = {}
+    return json_hash(obj, 12)
 
 
 def checkpoint_sha256(path: str | os.PathLike | None) -> str | None:
-    """sha256 of a checkpoint file (memoised by path, size and mtime); None for no path.
+    """sha256 of a checkpoint file; None for no path.
 
     A missing file is not an error here (the key of a config can be computed before the
     weights are in place); it hashes as ``"missing:<path>"`` and loading will fail loudly.
     """
     if path is None:
         return None
-    p = Path(path)
     try:
-        st = p.stat()
-    except OSError:
-        return f"missing:{p}"
-    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _SHA_CACHE:
-        h = hashlib.sha256()
-        with open(p, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        _SHA_CACHE[key] = h.hexdigest()
-    return _SHA_CACHE[key]
+        return file_sha256(path)
+    except FileNotFoundError:
+        return f"missing:{Path(path)}"

@@ -37,7 +37,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["tvl1_flow_batch", "pyramid_sizes", "resolve_device", "OPENCV_DEFAULTS"]
+from core.device import resolve_device
+
+__all__ = ["tvl1_flow_batch", "pyramid_sizes", "OPENCV_DEFAULTS"]
 
 # OpenCV's DualTVL1OpticalFlow defaults (tvl1flow.cpp constructor).
 OPENCV_DEFAULTS = dict(
@@ -101,16 +103,6 @@ def _resolve_params(params: Any) -> _Params:
     if p.tau <= 0 or p.theta <= 0 or p.lambda_ <= 0 or p.epsilon < 0:
         raise ValueError(f"tvl1 tau/theta/lambda_ must be > 0 and epsilon >= 0, got {p}")
     return p
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``."""
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
-    return dev
 
 
 # --------------------------------------------------------------------------------------------
@@ -589,7 +581,7 @@ def tvl1_flow_batch(
         raise ValueError(f"max_batch={max_batch} must be >= 1")
     if b == 0:
         return np.zeros((0, h, w, 2), np.float32)
-    dev = resolve_device(device)
+    dev = torch.device(resolve_device(str(device)))
     if check_every is None:
         check_every = 1 if dev.type == "cpu" else 2
     if max_batch is None:

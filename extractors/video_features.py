@@ -32,9 +32,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from core.device import resolve_device
 from extractors.decode import DecodeStats, iter_frames, open_video
 from extractors.errors import VideoError
-from extractors.flow import FlowRunner, resolve_device
+from extractors.flow import FlowRunner
 from extractors.settings import ExtractSettings
 from extractors.snippets import num_snippets, pad_to
 from extractors.transforms import resize_crop, rgb_to_gray, uint8_to_unit

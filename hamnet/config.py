@@ -8,41 +8,18 @@ defaults are the authors' THUMOS14 implementation (the same values as the base Y
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
+
+from core.device import check_device_name
+from core.strict import check, number, strict_kwargs
 
 T = TypeVar("T")
 
 READINGS = ("authors", "paper")
 DROP_MODES = ("selective", "random", "inverse")
 NMS_IOU = ("authors", "plain")
-DEVICES = ("auto", "cpu", "cuda")
 INPUT_NORMS = ("none", "standardize")
-
-
-def _strict_kwargs(cls: type, d: Mapping[str, Any], section: str) -> dict[str, Any]:
-    if not isinstance(d, Mapping):
-        raise ValueError(f"{section}: expected a mapping of settings, got {type(d).__name__}")
-    known = {f.name for f in fields(cls)}
-    unknown = [k for k in d if k not in known]
-    if unknown:
-        raise ValueError(
-            f"{section}: unknown setting(s) {', '.join(f'{section}.{k}' for k in unknown)} (known: {sorted(known)})"
-        )
-    return dict(d)
-
-
-def _check(cond: bool, msg: str) -> None:
-    if not cond:
-        raise ValueError(msg)
-
-
-def _num(section: str, name: str, v: Any, *, integer: bool = False) -> Any:
-    ok = isinstance(v, int) if integer else isinstance(v, (int, float))
-    if isinstance(v, bool) or not ok:
-        kind = "an integer" if integer else "a number"
-        raise ValueError(f"{section}.{name} must be {kind}, got {v!r}")
-    return int(v) if integer else float(v)
 
 
 @dataclass(frozen=True)
@@ -59,23 +36,23 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ModelConfig:
-        kw = _strict_kwargs(cls, d, "model")
+        kw = strict_kwargs(cls, d, "model")
         for k in ("feature_dim", "hidden_dim", "attention_hidden", "smooth_kernel"):
             if k in kw:
-                kw[k] = _num("model", k, kw[k], integer=True)
+                kw[k] = number("model", k, kw[k], integer=True)
         for k in ("dropout", "leaky_slope"):
             if k in kw:
-                kw[k] = _num("model", k, kw[k])
+                kw[k] = number("model", k, kw[k])
         cfg = cls(**kw)
         for k in ("feature_dim", "hidden_dim", "attention_hidden"):
-            _check(getattr(cfg, k) > 0, f"model.{k} must be positive, got {getattr(cfg, k)}")
-        _check(0.0 <= cfg.dropout < 1.0, f"model.dropout must be in [0, 1), got {cfg.dropout}")
+            check(getattr(cfg, k) > 0, f"model.{k} must be positive, got {getattr(cfg, k)}")
+        check(0.0 <= cfg.dropout < 1.0, f"model.dropout must be in [0, 1), got {cfg.dropout}")
         # An even kernel with stride 1 and padding k//2 would change T; the authors use odd ones.
-        _check(
+        check(
             cfg.smooth_kernel == 0 or (cfg.smooth_kernel > 0 and cfg.smooth_kernel % 2 == 1),
             f"model.smooth_kernel must be 0 (off) or a positive odd number, got {cfg.smooth_kernel}",
         )
-        _check(cfg.input_norm in INPUT_NORMS, f"model.input_norm must be one of {INPUT_NORMS}, got {cfg.input_norm!r}")
+        check(cfg.input_norm in INPUT_NORMS, f"model.input_norm must be one of {INPUT_NORMS}, got {cfg.input_norm!r}")
         return cfg
 
     def to_dict(self) -> dict[str, Any]:
@@ -95,12 +72,12 @@ class LossWeights:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> LossWeights:
-        kw = _strict_kwargs(cls, d, "loss.weights")
-        kw = {k: _num("loss.weights", k, v) for k, v in kw.items()}
+        kw = strict_kwargs(cls, d, "loss.weights")
+        kw = {k: number("loss.weights", k, v) for k, v in kw.items()}
         cfg = cls(**kw)
         for k, v in asdict(cfg).items():
-            _check(v >= 0, f"loss.weights.{k} must be >= 0, got {v}")
-        _check(any(v > 0 for v in asdict(cfg).values()), "loss.weights: at least one weight must be > 0")
+            check(v >= 0, f"loss.weights.{k} must be >= 0, got {v}")
+        check(any(v > 0 for v in asdict(cfg).values()), "loss.weights: at least one weight must be > 0")
         return cfg
 
     def to_dict(self) -> dict[str, Any]:
@@ -119,19 +96,19 @@ class LossConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> LossConfig:
-        kw = _strict_kwargs(cls, d, "loss")
+        kw = strict_kwargs(cls, d, "loss")
         if "weights" in kw:
             w = kw["weights"]
             kw["weights"] = w if isinstance(w, LossWeights) else LossWeights.from_dict(w)
         if "topk_ratio" in kw:
-            kw["topk_ratio"] = _num("loss", "topk_ratio", kw["topk_ratio"], integer=True)
+            kw["topk_ratio"] = number("loss", "topk_ratio", kw["topk_ratio"], integer=True)
         if "drop_threshold" in kw:
-            kw["drop_threshold"] = _num("loss", "drop_threshold", kw["drop_threshold"])
+            kw["drop_threshold"] = number("loss", "drop_threshold", kw["drop_threshold"])
         cfg = cls(**kw)
-        _check(cfg.reading in READINGS, f"loss.reading must be one of {READINGS}, got {cfg.reading!r}")
-        _check(cfg.drop_mode in DROP_MODES, f"loss.drop_mode must be one of {DROP_MODES}, got {cfg.drop_mode!r}")
-        _check(cfg.topk_ratio >= 1, f"loss.topk_ratio must be >= 1, got {cfg.topk_ratio}")
-        _check(0.0 <= cfg.drop_threshold <= 1.0, f"loss.drop_threshold must be in [0, 1], got {cfg.drop_threshold}")
+        check(cfg.reading in READINGS, f"loss.reading must be one of {READINGS}, got {cfg.reading!r}")
+        check(cfg.drop_mode in DROP_MODES, f"loss.drop_mode must be one of {DROP_MODES}, got {cfg.drop_mode!r}")
+        check(cfg.topk_ratio >= 1, f"loss.topk_ratio must be >= 1, got {cfg.topk_ratio}")
+        check(0.0 <= cfg.drop_threshold <= 1.0, f"loss.drop_threshold must be in [0, 1], got {cfg.drop_threshold}")
         return cfg
 
     def to_dict(self) -> dict[str, Any]:
@@ -153,20 +130,20 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
-        kw = _strict_kwargs(cls, d, "train")
+        kw = strict_kwargs(cls, d, "train")
         for k in ("batch_size", "epochs", "num_snippets", "seed", "checkpoint_every"):
             if k in kw:
-                kw[k] = _num("train", k, kw[k], integer=True)
+                kw[k] = number("train", k, kw[k], integer=True)
         for k in ("lr", "weight_decay"):
             if k in kw:
-                kw[k] = _num("train", k, kw[k])
+                kw[k] = number("train", k, kw[k])
         cfg = cls(**kw)
-        _check(cfg.lr > 0, f"train.lr must be > 0, got {cfg.lr}")
-        _check(cfg.weight_decay >= 0, f"train.weight_decay must be >= 0, got {cfg.weight_decay}")
+        check(cfg.lr > 0, f"train.lr must be > 0, got {cfg.lr}")
+        check(cfg.weight_decay >= 0, f"train.weight_decay must be >= 0, got {cfg.weight_decay}")
         for k in ("batch_size", "num_snippets", "checkpoint_every"):
-            _check(getattr(cfg, k) >= 1, f"train.{k} must be >= 1, got {getattr(cfg, k)}")
-        _check(cfg.epochs >= 0, f"train.epochs must be >= 0, got {cfg.epochs}")
-        _check(cfg.device in DEVICES, f"train.device must be one of {DEVICES}, got {cfg.device!r}")
+            check(getattr(cfg, k) >= 1, f"train.{k} must be >= 1, got {getattr(cfg, k)}")
+        check(cfg.epochs >= 0, f"train.epochs must be >= 0, got {cfg.epochs}")
+        check_device_name(cfg.device, "train.device")
         return cfg
 
     def to_dict(self) -> dict[str, Any]:
@@ -195,32 +172,69 @@ class LocalizeConfig:
     nms_sigma: float = 0.3
     nms_iou: str = "authors"
     topk_ratio: int = 10
+    device: str = "auto"  # where the trained model runs; changes speed, not results
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> LocalizeConfig:
-        kw = _strict_kwargs(cls, d, "localize")
+        kw = strict_kwargs(cls, d, "localize")
         if "attention_thresholds" in kw:
             ths = kw["attention_thresholds"]
             if isinstance(ths, (int, float)) or not hasattr(ths, "__iter__"):
                 raise ValueError(f"localize.attention_thresholds must be a list of numbers, got {ths!r}")
-            kw["attention_thresholds"] = tuple(_num("localize", "attention_thresholds", t) for t in ths)
+            kw["attention_thresholds"] = tuple(number("localize", "attention_thresholds", t) for t in ths)
         for k in ("class_threshold", "outer_ratio", "class_score_weight", "nms_sigma"):
             if k in kw:
-                kw[k] = _num("localize", k, kw[k])
+                kw[k] = number("localize", k, kw[k])
         if "topk_ratio" in kw:
-            kw["topk_ratio"] = _num("localize", "topk_ratio", kw["topk_ratio"], integer=True)
+            kw["topk_ratio"] = number("localize", "topk_ratio", kw["topk_ratio"], integer=True)
         cfg = cls(**kw)
-        _check(len(cfg.attention_thresholds) > 0, "localize.attention_thresholds must not be empty")
-        _check(cfg.nms_iou in NMS_IOU, f"localize.nms_iou must be one of {NMS_IOU}, got {cfg.nms_iou!r}")
-        _check(cfg.nms_sigma > 0, f"localize.nms_sigma must be > 0, got {cfg.nms_sigma}")
-        _check(cfg.outer_ratio >= 0, f"localize.outer_ratio must be >= 0, got {cfg.outer_ratio}")
-        _check(cfg.topk_ratio >= 1, f"localize.topk_ratio must be >= 1, got {cfg.topk_ratio}")
+        check(len(cfg.attention_thresholds) > 0, "localize.attention_thresholds must not be empty")
+        check(cfg.nms_iou in NMS_IOU, f"localize.nms_iou must be one of {NMS_IOU}, got {cfg.nms_iou!r}")
+        check(cfg.nms_sigma > 0, f"localize.nms_sigma must be > 0, got {cfg.nms_sigma}")
+        check(cfg.outer_ratio >= 0, f"localize.outer_ratio must be >= 0, got {cfg.outer_ratio}")
+        check(cfg.topk_ratio >= 1, f"localize.topk_ratio must be >= 1, got {cfg.topk_ratio}")
+        check_device_name(cfg.device, "localize.device")
         return cfg
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["attention_thresholds"] = list(self.attention_thresholds)
         return d
+
+
+EVALUATE_MODES = ("activitynet", "thumos14")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Detection evaluation: which official evaluator's semantics, at which tIoU thresholds.
+
+    ``activitynet`` follows the official ActivityNet evaluator, ``thumos14`` the THUMOS14 kit
+    (docs/evaluation.md says where they differ).
+    """
+
+    mode: str = "activitynet"
+    tiou_thresholds: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> EvaluateConfig:
+        kw = strict_kwargs(cls, d, "evaluate")
+        if "tiou_thresholds" in kw:
+            ths = kw["tiou_thresholds"]
+            if isinstance(ths, (int, float, str)) or not hasattr(ths, "__iter__"):
+                raise ValueError(f"evaluate.tiou_thresholds must be a list of numbers, got {ths!r}")
+            kw["tiou_thresholds"] = tuple(number("evaluate", "tiou_thresholds", t) for t in ths)
+        cfg = cls(**kw)
+        check(cfg.mode in EVALUATE_MODES, f"evaluate.mode must be one of {EVALUATE_MODES}, got {cfg.mode!r}")
+        check(len(cfg.tiou_thresholds) > 0, "evaluate.tiou_thresholds must not be empty")
+        check(
+            all(0.0 < t <= 1.0 for t in cfg.tiou_thresholds),
+            f"evaluate.tiou_thresholds must lie in (0, 1], got {list(cfg.tiou_thresholds)}",
+        )
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mode": self.mode, "tiou_thresholds": list(self.tiou_thresholds)}
 
 
 def hamnet_settings(cfg: Mapping[str, Any]) -> tuple[ModelConfig, LossConfig, TrainConfig, LocalizeConfig]:
@@ -238,14 +252,3 @@ def hamnet_settings(cfg: Mapping[str, Any]) -> tuple[ModelConfig, LossConfig, Tr
         TrainConfig.from_dict(cfg["train"]),
         LocalizeConfig.from_dict(cfg["localize"]),
     )
-
-
-def resolve_device(name: str) -> str:
-    """``auto`` -> ``cuda`` when a GPU is usable, else ``cpu``; called at run time only."""
-    if name == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise ValueError(f"device must be auto, cpu or cuda, got {name!r}")
-    return name

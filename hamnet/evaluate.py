@@ -46,10 +46,11 @@ from typing import Any
 
 import numpy as np
 
+from core.activitynet import AMBIGUOUS, video_labels
 from core.atomic import write_json_atomic  # noqa: F401 -- part of this module's API
 
 MODES = ("activitynet", "thumos14")
-AMBIGUOUS_LABEL = "Ambiguous"
+AMBIGUOUS_LABEL = AMBIGUOUS  # the one definition: core/activitynet.py
 ACTIVITYNET_TIOU_THRESHOLDS = ("0.5", "0.55", "0.6", "0.65", "0.7", "0.75", "0.8", "0.85", "0.9", "0.95")
 THUMOS14_TIOU_THRESHOLDS = ("0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7")
 
@@ -771,16 +772,6 @@ def classification_map(
     """Mean over classes of :func:`classification_ap` (a fraction in [0, 1])."""
     ap = classification_ap(gt_labels, video_scores, warnings=warnings)
     return math.fsum(ap.values()) / len(ap)
-
-
-def video_labels(ground_truth: Mapping, subset: str | None = None) -> dict[str, list[str]]:
-    """Video-level labels of ActivityNet-form ground truth (Ambiguous excluded), for classification mAP."""
-    out: dict[str, list[str]] = {}
-    for vid, entry in ground_truth["database"].items():
-        if subset is not None and entry.get("subset") != subset:
-            continue
-        out[vid] = sorted({a["label"] for a in entry.get("annotations", []) if a["label"] != AMBIGUOUS_LABEL})
-    return out
 
 
 def format_table(result: DetectionResult) -> str:

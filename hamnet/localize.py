@@ -28,7 +28,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from hamnet.config import LocalizeConfig, resolve_device
+from core.device import resolve_device
+from hamnet.config import LocalizeConfig
 from hamnet.model import HamNet
 
 SECONDS_PER_SNIPPET = 16 / 25  # 16-frame snippets at 25 fps

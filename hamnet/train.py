@@ -22,7 +22,8 @@ import torch
 from tqdm.auto import tqdm
 
 from core.atomic import atomic_path
-from hamnet.config import LossConfig, ModelConfig, TrainConfig, resolve_device
+from core.device import resolve_device
+from hamnet.config import LossConfig, ModelConfig, TrainConfig
 from hamnet.losses import LOSS_NAMES, hamnet_losses
 from hamnet.model import HamNet, build_hamnet
 from hamnet.sampling import sample_snippet_indices

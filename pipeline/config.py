@@ -1,27 +1,41 @@
-"""Reading the YAML settings in ``configs/``.
+"""The one configuration path: defaults -> YAML in ``configs/`` -> overrides -> dataclasses.
 
-One way to configure things: a dataset config (``configs/thumos14.yaml``) names the shared
-base files it builds on in an explicit ``inherit:`` list and then sets what differs. The
-merge is spelled out here, not hidden: bases are read in the listed order, later values
-replace earlier ones key by key inside each section, and a key the bases do not define is an
-error (a typo such as ``train.epoch`` fails loudly instead of being ignored).
+* Defaults live in one place, the settings dataclasses (``extractors.settings.ExtractSettings``
+  and ``hamnet.config``'s ``ModelConfig``, ``LossConfig``, ``TrainConfig``, ``LocalizeConfig``,
+  ``EvaluateConfig``); :func:`default_config` lays them out as the six YAML sections.
+* A config file (``configs/thumos14.yaml``, or any path) sets only what differs, optionally on
+  top of other files named in an explicit ``inherit:`` list (read in order, later values win
+  key by key). Nothing else is merged in behind the user's back.
+* Overrides from any command line (``--overrides "train.epochs=5 extract.crop=112"``) are
+  parsed by :func:`parse_overrides` and applied by :func:`apply_override`.
 
-Overrides from the command line use dotted keys with YAML values, e.g.
-``train.epochs=5`` or ``localize.attention_thresholds=[0.2,0.5]``; they obey the same rule.
+Every step is strict: a key the defaults do not define is an error naming the file or override
+(a typo such as ``train.epoch`` fails loudly instead of being ignored), and
+:func:`validate_config` checks every value before any work starts. docs/configuration.md lists
+every key.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
+import functools
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from extractors.settings import ExtractSettings
+from hamnet.config import (
+    EvaluateConfig,
+    LocalizeConfig,
+    LossConfig,
+    ModelConfig,
+    TrainConfig,
+    hamnet_settings,
+)
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -67,21 +81,83 @@ def resolve_config_path(name: str | os.PathLike) -> Path:
     raise ConfigError(f"config {str(name)!r} not found (looked for it as a path and under {CONFIG_DIR})")
 
 
+def default_config() -> dict[str, Any]:
+    """Every setting at its default: the one place defaults live is the settings dataclasses.
+
+    ``hamnet-config --config demo`` prints a resolved config in this shape; docs/configuration.md
+    explains each key.
+    """
+    return {
+        "extract": ExtractSettings().to_dict(),
+        "model": ModelConfig().to_dict(),
+        "loss": LossConfig().to_dict(),
+        "train": TrainConfig().to_dict(),
+        "localize": LocalizeConfig().to_dict(),
+        "evaluate": EvaluateConfig().to_dict(),
+    }
+
+
 def load_config(name: str | os.PathLike, overrides: Iterable[str] = ()) -> dict[str, Any]:
-    """Load a config with its bases and apply ``key.sub=value`` overrides."""
-    cfg = _load_with_bases(resolve_config_path(name), seen=())
+    """The defaults, updated by the named config file (and the files it inherits), then ``overrides``.
+
+    Every level is strict: a key the defaults do not define is an error naming the file or
+    override. Values are checked by :func:`validate_config`'s dataclasses when a stage reads them.
+    """
+    cfg = merge(default_config(), _load_file(resolve_config_path(name), seen=()), strict=True, where=str(name))
     for item in overrides:
         apply_override(cfg, item)
     return cfg
 
 
-def _load_with_bases(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+def load_config_cached(name: str, overrides: str) -> dict[str, Any]:
+    """:func:`load_config` + :func:`validate_config`, memoised until a config file changes.
+
+    Luigi asks every task for its settings many times while it builds the graph (once per
+    ``output()``/``requires()`` call); reading YAML each time costs seconds on big datasets.
+    A copy is returned so a caller cannot change the memoised settings.
+    """
+    return copy.deepcopy(_load_validated(name, overrides, _mtimes(name)))
+
+
+@functools.lru_cache(maxsize=64)
+def _load_validated(name: str, overrides: str, _mtimes: tuple) -> dict[str, Any]:
+    cfg = load_config(name, parse_overrides(overrides))
+    validate_config(cfg)
+    return cfg
+
+
+def _mtimes(name: str) -> tuple:
+    """Modification times of the named file and every YAML beside it (its possible bases)."""
+    try:
+        path = resolve_config_path(name)
+    except ConfigError:
+        return ()
+    files = {path.resolve(), *(f.resolve() for f in path.parent.glob("*.yaml"))}
+    return tuple(sorted((str(f), f.stat().st_mtime_ns) for f in files if f.exists()))
+
+
+def validate_config(cfg: Mapping[str, Any]) -> None:
+    """Build every settings dataclass from ``cfg`` so a bad value fails now, naming its key.
+
+    Callers run this before any expensive work (the Luigi tasks when they are built), so
+    ``train.epochs=abc`` is reported in a second, not after hours of extraction.
+    """
+    try:
+        ExtractSettings.from_dict(cfg["extract"])
+        hamnet_settings(cfg)
+        EvaluateConfig.from_dict(cfg["evaluate"])
+    except (TypeError, ValueError) as e:
+        raise ConfigError(str(e)) from e
+
+
+def _load_file(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+    """One config file merged over the files its ``inherit:`` list names (paths relative to it)."""
     path = path.resolve()
     if path in seen:
         raise ConfigError(f"{path}: circular inherit chain {[str(p) for p in seen]}")
     try:
-        data = _yaml(path.read_text()) or {}
-    except yaml.YAMLError as e:
+        data = _yaml(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not valid YAML ({e})") from e
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
@@ -90,8 +166,11 @@ def _load_with_bases(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
         bases = [bases]
     merged: dict[str, Any] = {}
     for b in bases:
-        merged = merge(merged, _load_with_bases((path.parent / b), seen + (path,)), strict=False, where=str(path))
-    return merge(merged, data, strict=bool(bases), where=str(path))
+        base_path = path.parent / b
+        if not base_path.is_file():
+            raise ConfigError(f"{path}: inherited file {b!r} not found (looked at {base_path})")
+        merged = merge(merged, _load_file(base_path, seen + (path,)), strict=False, where=str(path))
+    return merge(merged, data, strict=False, where=str(path))
 
 
 def merge(base: Mapping[str, Any], update: Mapping[str, Any], *, strict: bool, where: str) -> dict[str, Any]:
@@ -131,21 +210,45 @@ def apply_override(cfg: dict[str, Any], item: str) -> None:
         raise ConfigError(f"override {item!r}: value is not valid YAML ({e})") from e
 
 
-def parse_overrides(text: str) -> list[str]:
-    """Split a command-line override string: ``"train.epochs=5 loss.drop_mode=random"``.
+def parse_overrides(text: str | Sequence[str] | None) -> list[str]:
+    """Split override text into ``section.key=value`` items: the one parser of every command line.
 
-    Separators are whitespace or ';' (commas stay inside values such as lists).
+    Items are separated by whitespace or ``;`` outside brackets, braces and quotes, so list and
+    mapping values may contain spaces: ``"train.epochs=5 localize.attention_thresholds=[0.1, 0.2]"``.
+    A sequence (a repeated ``--overrides`` flag) is parsed item by item and concatenated.
+    Raises :class:`ConfigError` for an item without ``=`` or with unbalanced brackets/quotes.
     """
-    out: list[str] = []
-    for chunk in text.replace(";", " ").split():
-        if "=" in chunk or not out:
-            out.append(chunk)
-        else:  # a value with spaces, e.g. "[0.1, 0.2]": glue it back on
-            out[-1] += " " + chunk
-    return out
-
-
-def settings_hash(*sections: Any) -> str:
-    """A short stable hash of settings, used in output paths so changed settings rerun."""
-    blob = json.dumps(sections, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:10]
+    if text is None:
+        return []
+    if not isinstance(text, str):
+        return [item for chunk in text for item in parse_overrides(chunk)]
+    items: list[str] = []
+    cur: list[str] = []
+    depth, quote = 0, ""
+    for ch in text + " ":
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+            if depth < 0:
+                raise ConfigError(f"overrides {text!r}: unbalanced {ch!r}")
+        elif (ch.isspace() or ch == ";") and depth == 0:
+            if cur:
+                items.append("".join(cur))
+                cur = []
+            continue
+        cur.append(ch)
+    if depth or quote:
+        raise ConfigError(f"overrides {text!r}: unclosed {'quote' if quote else 'bracket'}")
+    for item in items:
+        key = item.split("=", 1)[0]
+        if "=" not in item or not key or any(c.isspace() for c in key):
+            raise ConfigError(
+                f"override {item!r} must look like section.key=value (e.g. train.epochs=5); "
+                "separate several with spaces, and quote a value that contains spaces"
+            )
+    return items

@@ -275,11 +275,7 @@ def synthesize_demo(
         if on_video:
             on_video(v.video_id)
     labels = write_labels_csv(out / "labels.csv", {v.video_id: v.labels for v in videos if v.subset == "train"})
-    gt = _write_json(out / "ground_truth.json", ground_truth(videos, spec, ("test",)))
-    gt_all = _write_json(out / "ground_truth_all.json", ground_truth(videos, spec, ("train", "test")))
-    spec_path = _write_json(out / "spec.json", asdict(spec))
+    gt = write_json_atomic(out / "ground_truth.json", ground_truth(videos, spec, ("test",)))
+    gt_all = write_json_atomic(out / "ground_truth_all.json", ground_truth(videos, spec, ("train", "test")))
+    spec_path = write_json_atomic(out / "spec.json", asdict(spec))
     return {"videos": vdir, "labels": labels, "ground_truth": gt, "ground_truth_all": gt_all, "spec": spec_path}
-
-
-def _write_json(path: Path, obj: Any) -> Path:
-    return write_json_atomic(path, obj, indent=1, sort_keys=True)

@@ -1,24 +1,17 @@
-"""Per-run log files, the run summary, and small atomic-write helpers used by the tasks.
+"""Per-run log files and the plain-text run summary.
 
-Every output the pipeline writes goes to a hidden temporary file in the destination
-directory (``.<name>.<random>.partial``) and is renamed onto its final name only when
-complete, so a killed run never leaves a file that looks finished. A kill does leave the
-temporary file behind; :func:`remove_stale_partials` deletes those of one output before it is
-written again (safe because the scheduler runs a given task in one place at a time).
+(Atomic writes and the clean-up of a killed writer's temporary files are in core/atomic.py.)
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from core.atomic import write_json_atomic as _write_json
-from core.atomic import write_text_atomic  # noqa: F401 -- re-exported for tasks
 from pipeline.report import VideoOutcome
 
 log = logging.getLogger("hamnet.pipeline")
@@ -55,30 +48,6 @@ def start_run_log(output_dir: str | os.PathLike) -> Path:
     return path
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
-    return _write_json(path, obj, indent=1, sort_keys=True, ensure_ascii=False)
-
-
-def read_json(path: str | os.PathLike) -> Any:
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
-
-
-def remove_stale_partials(path: str | os.PathLike) -> list[Path]:
-    """Delete temporary files a killed writer of ``path`` left behind (``.<name>.*.partial``)."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        return []
-    stale = [p for p in path.parent.glob(f".{_glob_escape(path.name)}.*.partial") if p.is_file()]
-    for p in stale:
-        p.unlink(missing_ok=True)
-    return stale
-
-
-def _glob_escape(name: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
-
-
 def format_summary(outcomes: Sequence[VideoOutcome], skipped: Iterable[tuple[str, str]] = ()) -> str:
     """A plain-text table of every video and its outcome, plus files not treated as videos."""
     skipped = list(skipped)
@@ -93,3 +62,20 @@ def format_summary(outcomes: Sequence[VideoOutcome], skipped: Iterable[tuple[str
     for name, why in skipped:
         lines.append(f"SKIPPED {name}: {why}")
     return "\n".join(lines) + "\n"
+
+
+def outcomes_from(index: Mapping[str, Any], results: Mapping[str, Any] | None = None) -> list[VideoOutcome]:
+    """One outcome per video of a feature index, with its segment count when localized."""
+    res = (results or {}).get("results", {})
+    return [
+        VideoOutcome(
+            v["video_id"],
+            v["source"],
+            v["status"],
+            v.get("reason") or "",
+            int(v.get("num_snippets") or 0),
+            float(v.get("duration") or 0.0),
+            len(res[v["video_id"]]) if v["video_id"] in res else None,
+        )
+        for v in index["videos"]
+    ]

@@ -29,24 +29,19 @@ import math
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from core.activitynet import AMBIGUOUS, AnnotationError, validate_ground_truth
 from core.atomic import write_json_atomic
 from storage.safe_pickle import UnsafePickleError, safe_load_npy
-
-AMBIGUOUS = "Ambiguous"
 
 # The subset names the files use -> the names written into the ground truth. "validation"
 # and "test" are what the W-TALC files and the WTAL papers call THUMOS14's two sets.
 THUMOS_SUBSETS = {"val": "validation", "validation": "validation", "test": "test"}
-
-
-class AnnotationError(ValueError):
-    """An annotation file is missing or malformed; the message names the file."""
 
 
 # --------------------------------------------------------------------------------------
@@ -200,26 +195,6 @@ def read_thumos14_annotations(
 
 # --------------------------------------------------------------------------------------
 # ActivityNet JSON
-
-
-def validate_ground_truth(gt: Mapping[str, Any], *, source: str = "<ground truth>") -> None:
-    """Check the ActivityNet ground-truth form; raises AnnotationError naming the first bad entry."""
-    if not isinstance(gt, Mapping) or not isinstance(gt.get("database"), Mapping):
-        raise AnnotationError(f"{source}: expected a top-level 'database' mapping")
-    for vid, e in gt["database"].items():
-        if not isinstance(e, Mapping):
-            raise AnnotationError(f"{source}: video {vid!r}: entry is not a mapping")
-        for key in ("subset", "annotations"):
-            if key not in e:
-                raise AnnotationError(f"{source}: video {vid!r}: missing {key!r}")
-        if not isinstance(e["annotations"], list):
-            raise AnnotationError(f"{source}: video {vid!r}: 'annotations' must be a list")
-        for i, a in enumerate(e["annotations"]):
-            if not isinstance(a, Mapping) or "segment" not in a or "label" not in a:
-                raise AnnotationError(f"{source}: video {vid!r} annotation {i}: needs 'segment' and 'label'")
-            seg = a["segment"]
-            if not isinstance(seg, (list, tuple)) or len(seg) != 2:
-                raise AnnotationError(f"{source}: video {vid!r} annotation {i}: segment must be [start, end]")
 
 
 def read_activitynet_json(path: str | os.PathLike, *, subsets: Iterable[str] | None = None) -> dict[str, Any]:
@@ -377,29 +352,4 @@ def select_subset(gt: Mapping[str, Any], subset: str) -> dict[str, Any]:
 def write_ground_truth_json(path: str | os.PathLike, gt: Mapping[str, Any]) -> Path:
     """Write ground truth atomically (temp file in the same folder, then rename)."""
     validate_ground_truth(gt, source=str(path))
-    return write_json_atomic(path, gt, indent=1)
-
-
-def read_ground_truth_json(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a ground-truth JSON written by :func:`write_ground_truth_json` (or any in that form)."""
-    path = Path(path)
-    if not path.is_file():
-        raise AnnotationError(f"{path}: ground-truth file not found")
-    try:
-        gt = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise AnnotationError(f"{path}: not valid JSON ({e})") from e
-    validate_ground_truth(gt, source=str(path))
-    return gt
-
-
-def video_labels(
-    gt: Mapping[str, Any], subset: str | None = None, *, exclude: Sequence[str] = (AMBIGUOUS,)
-) -> dict[str, list[str]]:
-    """Video-level labels (weak supervision) from ground truth; Ambiguous is never a label."""
-    out: dict[str, list[str]] = {}
-    for vid, e in gt["database"].items():
-        if subset is not None and e["subset"] != subset:
-            continue
-        out[vid] = sorted({a["label"] for a in e["annotations"] if a["label"] not in exclude})
-    return out
+    return write_json_atomic(path, gt)

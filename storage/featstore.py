@@ -21,7 +21,7 @@ import json
 import os
 import re
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ class FeatureStoreError(ValueError):
 
 
 @dataclass
-class VideoFeatures:
+class FeatureFile:
     """Features of one video as read from the store."""
 
     video_id: str
@@ -161,7 +161,7 @@ def write_features(
     return path
 
 
-def read_features(path: str | os.PathLike) -> VideoFeatures:
+def read_features(path: str | os.PathLike) -> FeatureFile:
     """Read one feature file, validating the contract; errors name the file."""
     path = Path(path)
     if not path.is_file():
@@ -183,7 +183,7 @@ def read_features(path: str | os.PathLike) -> VideoFeatures:
         raise FeatureStoreError(f"{path}: missing attribute(s) {absent}")
     if rgb.ndim != 2 or flow.ndim != 2 or rgb.shape[0] != flow.shape[0]:
         raise FeatureStoreError(f"{path}: rgb {rgb.shape} and flow {flow.shape} must be T x D with equal T")
-    return VideoFeatures(str(attrs["video_id"]), rgb.astype(np.float32), flow.astype(np.float32), attrs)
+    return FeatureFile(str(attrs["video_id"]), rgb.astype(np.float32), flow.astype(np.float32), attrs)
 
 
 def _plain(v: Any) -> Any:
@@ -211,8 +211,22 @@ class FeatureStore(Mapping[str, np.ndarray]):
             raise KeyError(video_id)
         return read_features(feature_path(self.root, video_id)).joint()
 
-    def record(self, video_id: str) -> VideoFeatures:
+    def record(self, video_id: str) -> FeatureFile:
         return read_features(feature_path(self.root, video_id))
+
+    def attrs(self, video_id: str) -> dict[str, Any]:
+        """One file's attributes, without reading its arrays."""
+        with h5py.File(feature_path(self.root, video_id), "r") as f:
+            return {k: _plain(v) for k, v in f.attrs.items()}
+
+    def seconds_per_snippet(self, video_id: str) -> float:
+        """How many seconds one feature row covers: frames_per_snippet / fps of that file."""
+        a = self.attrs(video_id)
+        return float(a["frames_per_snippet"]) / float(a["fps"])
+
+    def random_backbone_videos(self, video_ids: Sequence[str]) -> list[str]:
+        """The videos whose features came from an untrained (seeded random) backbone."""
+        return [v for v in video_ids if bool(self.attrs(v).get("random_backbone", False))]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.video_ids)

@@ -11,7 +11,6 @@ import csv
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from core.atomic import atomic_open
 
@@ -64,20 +63,6 @@ def write_labels_csv(path: str | os.PathLike, labels: Mapping[str, Sequence[str]
             for label in labels[video] or [""]:
                 w.writerow([video, label])
     return Path(path)
-
-
-def labels_from_ground_truth(gt: Mapping[str, Any], subset: str | None = None) -> dict[str, list[str]]:
-    """Video-level labels from ActivityNet-form ground truth (optionally one subset)."""
-    out: dict[str, list[str]] = {}
-    for video, entry in gt["database"].items():
-        if subset is not None and entry.get("subset") != subset:
-            continue
-        labels: list[str] = []
-        for ann in entry.get("annotations", []):
-            if ann["label"] not in labels:
-                labels.append(ann["label"])
-        out[video] = sorted(labels)
-    return out
 
 
 def class_list(labels: Mapping[str, Sequence[str]]) -> list[str]:

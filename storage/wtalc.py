@@ -5,7 +5,7 @@ The W-TALC / HAM-Net feature files (``Thumos14reduced-I3D-JOINTFeatures.npy``,
 float array per video, in the order of the annotation folder's ``videoname.npy``. The first
 1024 columns are the RGB stream, the last 1024 the flow stream (the W-TALC convention; the
 DESIGN's feature store keeps them as separate ``rgb`` / ``flow`` datasets, and
-``VideoFeatures.joint()`` concatenates them back in the same order). Snippets are 16 frames
+``FeatureFile.joint()`` concatenates them back in the same order). Snippets are 16 frames
 at 25 fps. The file is a pickle, so it is read with :func:`storage.safe_pickle.safe_load_npy`.
 """
 
@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from storage.annotations import AnnotationError, read_wtalc_annotations
+from core.activitynet import AnnotationError
+from storage.annotations import read_wtalc_annotations
 from storage.featstore import FeatureStoreError, feature_path, safe_video_id, write_features
 from storage.safe_pickle import safe_load_npy
 

@@ -15,11 +15,9 @@ changed row reruns only that row.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,9 +27,11 @@ from typing import Any
 import numpy as np
 import yaml
 
+from core.activitynet import AnnotationError, read_ground_truth_json, video_labels
 from core.atomic import write_json_atomic, write_text_atomic
-from pipeline.config import ConfigError, load_config, resolve_config_path, settings_hash
-from storage.annotations import AnnotationError, read_ground_truth_json, select_subset, video_labels
+from core.hashing import settings_hash
+from pipeline.config import ConfigError, load_config, resolve_config_path
+from storage.annotations import select_subset
 from storage.featstore import FeatureStore
 
 
@@ -209,10 +209,6 @@ def load_store_in_memory(
     return feats, sps
 
 
-def _atomic_json(path: Path, obj: Any) -> None:
-    write_json_atomic(path, obj, indent=1)
-
-
 def run_one(
     cfg: Mapping[str, Any],
     *,
@@ -263,7 +259,7 @@ def run_one(
         device=cfg["train"]["device"],
     )
     preds = results_to_dict({v: loc.segments for v, loc in locs.items()})
-    _atomic_json(run_dir / "results.json", preds)
+    write_json_atomic(run_dir / "results.json", preds)
     ev = cfg["evaluate"]
     res = evaluate_detection(test_gt, preds, ev["tiou_thresholds"], mode=ev["mode"])
     scores = {v: {c: float(s) for c, s in zip(loc.classes, loc.video_scores)} for v, loc in locs.items()}
@@ -278,7 +274,7 @@ def run_one(
         "seconds": round(time.time() - t0, 1),
         "config": cfg,
     }
-    _atomic_json(metrics_path, metrics)
+    write_json_atomic(metrics_path, metrics)
     return metrics
 
 
@@ -451,63 +447,5 @@ def format_markdown(table: Mapping[str, Any]) -> str:
 
 
 def _write_table(out: Path, table: Mapping[str, Any]) -> None:
-    _atomic_json(out / "ablation.json", table)
+    write_json_atomic(out / "ablation.json", table)
     write_text_atomic(out / "ablation.md", format_markdown(table))
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m studies.ablation",
-        description="Train and evaluate the rows of an ablation file on one feature store.",
-    )
-    p.add_argument("spec", help="ablation YAML (path or name under configs/, e.g. ablation_cpu)")
-    p.add_argument("--store", required=True, help="feature store folder (one HDF5 per video)")
-    p.add_argument("--gt", required=True, help="ground truth JSON (ActivityNet form) with train and test subsets")
-    p.add_argument("--out", required=True, help="output folder (runs/, ablation.json, ablation.md)")
-    p.add_argument("--config", help="dataset config replacing the file's 'config' (e.g. completeness_cpu)")
-    p.add_argument("--rows", help="comma-separated row names to run (default: all)")
-    p.add_argument("--seeds", help="comma-separated seeds (default: the file's)")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra override for every row (after the file's common overrides)",
-    )
-    p.add_argument(
-        "--collect-only",
-        action="store_true",
-        help="train nothing: rebuild the table from the runs already finished in --out",
-    )
-    p.add_argument("--no-progress", action="store_true")
-    a = p.parse_args(argv)
-    try:
-        spec = load_ablation_spec(a.spec)
-        if a.set or a.config:
-            spec = AblationSpec(
-                a.config or spec.config,
-                spec.rows,
-                spec.seeds,
-                spec.overrides + tuple(a.set),
-                spec.train_subset,
-                spec.test_subset,
-            )
-            for row in spec.rows:
-                spec.run_config(row, spec.seeds[0])
-        spec = spec.select(
-            [s.strip() for s in a.rows.split(",")] if a.rows else None,
-            [int(s) for s in a.seeds.split(",")] if a.seeds else None,
-        )
-        if a.collect_only:
-            table = collect_table(spec, a.out)
-        else:
-            table = run_ablation(spec, a.store, a.gt, a.out, progress=not a.no_progress)
-    except (AblationError, AnnotationError, ConfigError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(format_markdown(table))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -31,11 +31,9 @@ docs/completeness_benchmark.md describes the generation step by step.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
-import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -44,13 +42,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from core.activitynet import AMBIGUOUS, video_labels
 from core.atomic import write_json_atomic
 from storage.annotations import (
-    AMBIGUOUS,
     count_segments,
     read_thumos14_annotations,
     read_wtalc_annotations,
-    video_labels,
     write_ground_truth_json,
 )
 from storage.featstore import feature_path, safe_video_id, write_features
@@ -374,7 +371,7 @@ def generate_benchmark(
         "action_fraction": float(np.mean(fractions)) if fractions else 0.0,
         "store": str(store),
     }
-    _write_json(out / "benchmark.json", summary)
+    write_json_atomic(out / "benchmark.json", summary)
     return summary
 
 
@@ -384,7 +381,7 @@ def snippet_truth(bench_dir: str | os.PathLike) -> dict[str, tuple[np.ndarray, n
     Recomputed from ``gt.json`` and ``benchmark.json`` by replaying the generator's seeded
     streams (the masks are drawn first from each video's stream), so nothing extra is stored.
     """
-    from storage.annotations import read_ground_truth_json
+    from core.activitynet import read_ground_truth_json
 
     bench_dir = Path(bench_dir)
     gt = read_ground_truth_json(bench_dir / "gt.json")
@@ -409,7 +406,7 @@ def attention_profile(
     import torch
 
     from hamnet.train import load_checkpoint
-    from storage.annotations import read_ground_truth_json
+    from core.activitynet import read_ground_truth_json
     from storage.featstore import FeatureStore
 
     bench_dir = Path(bench_dir)
@@ -429,59 +426,3 @@ def attention_profile(
                 sums[name][0] += float(a[m].sum())
                 sums[name][1] += int(m.sum())
     return {k: (v[0] / v[1] if v[1] else float("nan")) for k, v in sums.items()}
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    write_json_atomic(path, obj, indent=1)
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m studies.completeness", description=__doc__.split("\n\n")[0])
-    p.add_argument("out_dir", help="output folder (features/, gt.json, labels.csv, benchmark.json)")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--wtalc-annotations", help="W-TALC Thumos14reduced-Annotations folder (real structure)")
-    src.add_argument("--thumos-annotations", nargs="+", help="THUMOS14 official annotation folder(s)")
-    p.add_argument("--thumos-meta", nargs="+", help="meta .mat per --thumos-annotations folder (durations)")
-    p.add_argument("--max-videos-per-subset", type=int, default=None)
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help=f"benchmark setting, e.g. feature_dim=256 (keys: {', '.join(f.name for f in fields(BenchmarkSettings))})",
-    )
-    p.add_argument("--no-progress", action="store_true")
-    a = p.parse_args(argv)
-    import yaml
-
-    try:
-        kv = {}
-        for item in a.set:
-            if "=" not in item:
-                raise ValueError(f"--set {item!r} must look like key=value")
-            k, v = item.split("=", 1)
-            kv[k.strip()] = yaml.safe_load(v)
-        settings = BenchmarkSettings.from_dict(kv)
-        structure = None
-        if a.wtalc_annotations or a.thumos_annotations:
-            structure = load_structure(
-                wtalc_annotations=a.wtalc_annotations,
-                thumos_annotation_dirs=a.thumos_annotations,
-                thumos_meta=a.thumos_meta,
-            )
-        summary = generate_benchmark(
-            a.out_dir,
-            settings,
-            structure=structure,
-            max_videos_per_subset=a.max_videos_per_subset,
-            progress=not a.no_progress,
-        )
-    except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps({k: v for k, v in summary.items() if k != "settings"}, indent=1))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,7 +5,7 @@ the authors' settings (``configs/thumos14.yaml`` / ``configs/activitynet12.yaml`
 the test subset, evaluates it and prints the per-tIoU table in the layout of the paper's
 Tables 2 (THUMOS14) and 3 (ActivityNet1.2) next to the published numbers::
 
-    python -m studies.reproduce thumos14 \\
+    hamnet-reproduce thumos14 \\
         --features data/Thumos14reduced-I3D-JOINTFeatures.npy \\
         --annotations data/Thumos14reduced-Annotations --work runs/thumos14
 
@@ -15,26 +15,17 @@ interrupted run continues. docs/reproduce.md lists the commands and the publishe
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.activitynet import AMBIGUOUS, AnnotationError, video_labels
 from core.atomic import write_json_atomic
-from pipeline.config import ConfigError, load_config
-from storage.annotations import (
-    AMBIGUOUS,
-    AnnotationError,
-    read_thumos14_txt,
-    read_wtalc_annotations,
-    select_subset,
-    video_labels,
-    write_ground_truth_json,
-)
+from pipeline.config import load_config
+from storage.annotations import read_thumos14_txt, read_wtalc_annotations, select_subset, write_ground_truth_json
 from storage.featstore import FeatureStore, safe_video_id
 from storage.labels import write_labels_csv
 
@@ -216,47 +207,7 @@ def reproduce(
         },
         "table_markdown": table,
     }
-    write_json_atomic(work / "metrics.json", metrics, indent=1, default=float)
+    write_json_atomic(work / "metrics.json", metrics, default=float)
     log(format_table(res))
     log(table)
     return metrics
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m studies.reproduce",
-        description="Reproduce HAM-Net's THUMOS14 / ActivityNet1.2 runs from W-TALC features.",
-    )
-    p.add_argument("dataset", choices=sorted(RECIPES))
-    p.add_argument("--annotations", required=True, help="W-TALC annotation folder (Thumos14reduced-Annotations, ...)")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--features", help="W-TALC joint I3D features .npy (imported safely into WORK/features)")
-    src.add_argument("--store", help="an existing feature store folder instead of --features")
-    p.add_argument(
-        "--work", required=True, help="output folder: features/, gt.json, model.pt, results.json, metrics.json"
-    )
-    p.add_argument("--mode", choices=["activitynet", "thumos14"], help="evaluator (default: the config's)")
-    p.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="config override, e.g. train.epochs=5"
-    )
-    p.add_argument("--no-progress", action="store_true")
-    a = p.parse_args(argv)
-    try:
-        reproduce(
-            a.dataset,
-            a.work,
-            features_npy=a.features,
-            annotation_dir=a.annotations,
-            store_dir=a.store,
-            overrides=a.set,
-            mode=a.mode,
-            progress=not a.no_progress,
-        )
-    except (AnnotationError, ConfigError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -21,42 +21,20 @@ Every hash is over exactly the settings and inputs that change that output, so L
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import luigi
 
-from pipeline.config import load_config, parse_overrides, settings_hash
+from core.hashing import file_digest, settings_hash
+from extractors.settings import ExtractSettings
+from pipeline.config import load_config_cached
 from pipeline.demo import DemoSpec, plan_demo
 from pipeline.runlog import start_run_log
+from pipeline.videos import discover_videos, skipped_files
 from storage.featstore import assign_video_ids
-
-# File name extensions taken as videos. Other files in the directory are listed in the
-# summary as skipped (never silently ignored) but do not fail the run.
-VIDEO_EXTENSIONS = frozenset(
-    {
-        ".mp4",
-        ".avi",
-        ".mkv",
-        ".mov",
-        ".webm",
-        ".mpg",
-        ".mpeg",
-        ".m4v",
-        ".flv",
-        ".wmv",
-        ".ogv",
-        ".3gp",
-        ".ts",
-        ".mts",
-        ".m2ts",
-        ".vob",
-    }
-)
 
 DEMO_SPEC = DemoSpec()
 
@@ -111,31 +89,27 @@ class PipelineTask(luigi.Task):
         return Path(self.ground_truth) if self.ground_truth else None
 
     @property
-    def cfg(self) -> dict[str, Any]:
-        name = self.config or ("demo" if self.is_demo else "thumos14")
-        return _load_config_cached(name, self.overrides, _mtime_key(name))
+    def config_name(self) -> str:
+        return self.config or ("demo" if self.is_demo else "thumos14")
 
     @property
-    def extract_settings(self):
+    def cfg(self) -> dict[str, Any]:
+        """The validated settings (a bad key or value fails when the task is built)."""
+        return load_config_cached(self.config_name, self.overrides)
 
-        return _extract_settings_cached(json.dumps(self.cfg["extract"], sort_keys=True))
+    @property
+    def extract_settings(self) -> ExtractSettings:
+        return _extract_settings(json.dumps(self.cfg["extract"], sort_keys=True))
 
     def videos(self) -> dict[str, str]:
-        """file name -> video id of every video file (demo: the planned names)."""
-        return dict(_list_videos(str(self.videos_path), self.is_demo, _dir_key(self.videos_path)))
+        """file name -> video id of every video file, ordered by id (demo: the planned names)."""
+        if self.is_demo:
+            ids = assign_video_ids([f"{v.video_id}.mp4" for v in plan_demo(DEMO_SPEC)])
+            return dict(sorted(ids.items(), key=lambda kv: kv[1]))
+        return dict(_discover(str(self.videos_path), _dir_key(self.videos_path)))
 
     def skipped_files(self) -> list[tuple[str, str]]:
-        if self.is_demo or not self.videos_path.is_dir():
-            return []
-        out = []
-        for p in sorted(self.videos_path.iterdir()):
-            if not p.is_file():
-                continue
-            if p.name.startswith("."):
-                out.append((p.name, "hidden file"))
-            elif p.suffix.lower() not in VIDEO_EXTENSIONS:
-                out.append((p.name, "extension not a known video type"))
-        return out
+        return [] if self.is_demo else skipped_files(self.videos_path)
 
     def input_identity(self, path: Path | None) -> str | None:
         """Content hash of an input file (labels, ground truth); demo inputs are fixed by its spec."""
@@ -149,84 +123,29 @@ class PipelineTask(luigi.Task):
         """Claim the ``gpu`` resource unless the stage is pinned to the CPU.
 
         ``auto`` claims it: deciding whether CUDA is present would mean touching CUDA in the
-        scheduling process, which breaks it in the forked workers (REFERENCE section 7).
+        scheduling process, which breaks it in the forked workers (docs/pipeline.md, "GPUs").
         """
         return {} if str(device) == "cpu" else {"gpu": 1}
 
 
-@functools.lru_cache(maxsize=64)
-def _load_config_cached(name: str, overrides: str, _mtimes: tuple) -> dict[str, Any]:
-    return load_config(name, parse_overrides(overrides))
-
-
-def _mtime_key(name: str) -> tuple:
-    from pipeline.config import CONFIG_DIR, resolve_config_path
-
-    try:
-        p = resolve_config_path(name)
-    except Exception:
-        return ()
-    return tuple((str(f), f.stat().st_mtime_ns) for f in [p, *sorted(CONFIG_DIR.glob("base/*.yaml"))] if f.exists())
+# Luigi calls videos() and extract_settings on every task of the graph, many times each; the
+# memos below make that a dictionary lookup. The directory's mtime is part of the key, so
+# adding or removing a video is seen by the next call.
 
 
 @functools.lru_cache(maxsize=64)
-def _extract_settings_cached(blob: str):
-    from extractors.settings import ExtractSettings
-
+def _extract_settings(blob: str) -> ExtractSettings:
     return ExtractSettings.from_dict(json.loads(blob))
 
 
 def _dir_key(path: Path) -> tuple:
     try:
         st = path.stat()
-        return (st.st_mtime_ns, st.st_size)
     except OSError:
         return ()
+    return (st.st_mtime_ns, st.st_size)
 
 
 @functools.lru_cache(maxsize=64)
-def _list_videos(path: str, is_demo: bool, _key: tuple) -> tuple[tuple[str, str], ...]:
-    if is_demo:
-        names = [f"{v.video_id}.mp4" for v in plan_demo(DEMO_SPEC)]
-    else:
-        p = Path(path)
-        if not p.is_dir():
-            raise FileNotFoundError(f"--video-dir {p}: not a directory")
-        names = [
-            f.name
-            for f in p.iterdir()
-            if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in VIDEO_EXTENSIONS
-        ]
-        if not names:
-            raise FileNotFoundError(f"--video-dir {p}: no video files (extensions {sorted(VIDEO_EXTENSIONS)})")
-    ids = assign_video_ids(names)
-    return tuple(sorted(ids.items(), key=lambda kv: kv[1]))
-
-
-_DIGESTS: dict[tuple[str, int, int], str] = {}
-
-
-def file_digest(path: str | os.PathLike) -> str:
-    """sha256 (first 16 hex) of a file's bytes, memoised by path, size and mtime."""
-    p = Path(path)
-    try:
-        st = p.stat()
-    except OSError:
-        raise FileNotFoundError(f"{p}: file not found") from None
-    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _DIGESTS:
-        h = hashlib.sha256()
-        with open(p, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        _DIGESTS[key] = h.hexdigest()[:16]
-    return _DIGESTS[key]
-
-
-def source_stat(path: Path) -> dict[str, int] | None:
-    """Size and mtime of a source video: a changed file makes its records stale."""
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+def _discover(path: str, _key: tuple) -> tuple[tuple[str, str], ...]:
+    return tuple(discover_videos(path).items())

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
-from typing import Any
 
 import luigi
 
-from pipeline.config import settings_hash
-from pipeline.runlog import read_json, remove_stale_partials, start_run_log, write_json_atomic, write_text_atomic
-from tasks.common import PipelineTask, file_digest, source_stat
-from tasks.videos import VideoFeatures, read_record
+from core.atomic import copy_file_atomic, read_json, remove_stale_partials, write_json_atomic, write_text_atomic
+from core.hashing import file_digest, settings_hash
+from pipeline.runlog import outcomes_from, start_run_log
+from pipeline.videos import ok_videos, read_record, source_stat
+from tasks.common import PipelineTask
+from tasks.videos import VideoFeatures
 
 log = logging.getLogger("hamnet.tasks")
 
@@ -79,29 +79,6 @@ class FeatureIndex(PipelineTask):
         log.info("feature index: %d videos, %d ok, %d failed", len(videos), ok, len(videos) - ok)
 
 
-def ok_videos(index: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {v["video_id"]: v for v in index["videos"] if v["status"] == "ok"}
-
-
-def map_to_ids(table: dict[str, Any], videos: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
-    """Re-key a ``{video name: value}`` table (labels, ground truth) by video id.
-
-    A key may be the file name, its stem or the id itself. Returns the re-keyed table and the
-    keys that match no video in the directory.
-    """
-    lookup: dict[str, str] = {}
-    for name, vid in videos.items():
-        for k in (name, Path(name).stem, vid):
-            lookup.setdefault(k, vid)
-    out, unmatched = {}, []
-    for key, value in table.items():
-        if key in lookup:
-            out[lookup[key]] = value
-        else:
-            unmatched.append(key)
-    return out, unmatched
-
-
 class Train(PipelineTask):
     """HAM-Net trained on the labelled ok videos: ``train/<hash>/hamnet.pt`` (resumable)."""
 
@@ -125,8 +102,8 @@ class Train(PipelineTask):
     def run(self):
         from hamnet.config import hamnet_settings
         from hamnet.train import train_hamnet
+        from pipeline.training import training_labels
         from storage.featstore import FeatureStore
-        from storage.labels import class_list, read_labels_csv
 
         start_run_log(self.output_dir)
         if self.labels_path is None:
@@ -135,27 +112,13 @@ class Train(PipelineTask):
             )
         _clean_dir(Path(self.output().path).parent)
         index = read_json(self.input().path)
-        ok = ok_videos(index)
-        labels, unmatched = map_to_ids(read_labels_csv(self.labels_path), self.videos())
-        if unmatched:
-            log.warning(
-                "%d labelled videos are not in %s (ignored): %s", len(unmatched), self.videos_path, unmatched[:10]
-            )
-        failed = sorted(set(labels) - set(ok))
-        if failed:
-            log.warning("%d labelled videos failed extraction and are left out of training: %s", len(failed), failed)
-        train_labels = {v: labs for v, labs in labels.items() if v in ok}
+        train_labels, classes = training_labels(self.labels_path, self.videos(), ok_videos(index))
         model_cfg, loss_cfg, train_cfg, _ = hamnet_settings(self.cfg)
-        log.info(
-            "training HAM-Net on %d videos, %d classes -> %s",
-            len(train_labels),
-            len(class_list(labels)),
-            self.output().path,
-        )
+        log.info("training HAM-Net on %d videos, %d classes -> %s", len(train_labels), len(classes), self.output().path)
         train_hamnet(
             FeatureStore(index["feature_dir"], sorted(train_labels)),
             train_labels,
-            class_list(labels),
+            classes,
             model_cfg=model_cfg,
             loss_cfg=loss_cfg,
             train_cfg=train_cfg,
@@ -174,7 +137,7 @@ class Localize(PipelineTask):
 
     @property
     def resources(self):
-        return self.gpu_resources(self.cfg["train"]["device"])
+        return self.gpu_resources(self.cfg["localize"]["device"])
 
     def requires(self):
         deps = {"index": self.clone(FeatureIndex)}
@@ -184,7 +147,9 @@ class Localize(PipelineTask):
 
     def loc_hash(self) -> str:
         model = ("ckpt:" + file_digest(self.checkpoint)) if self.checkpoint else self.requires()["model"].train_hash()
-        return settings_hash(model, self.requires()["index"].index_hash(), self.cfg["localize"])
+        # The device changes speed, not results: it stays out of the hash.
+        localize = {k: v for k, v in self.cfg["localize"].items() if k != "device"}
+        return settings_hash(model, self.requires()["index"].index_hash(), localize)
 
     def output(self):
         return luigi.LocalTarget(str(self.root / "localize" / self.loc_hash() / "results.json"))
@@ -210,7 +175,7 @@ class Localize(PipelineTask):
             LocalizeConfig.from_dict(self.cfg["localize"]),
             seconds_per_snippet=sps,
             progress=True,
-            device=self.cfg["train"]["device"],
+            device=self.cfg["localize"]["device"],
         )
         for vid, loc in locs.items():
             write_segments_csv(out_dir / "csv" / f"{vid}.csv", vid, loc.segments)
@@ -250,60 +215,29 @@ class Evaluate(PipelineTask):
         return luigi.LocalTarget(str(self.root / "evaluate" / h / "metrics.json"))
 
     def run(self):
-        from hamnet.evaluate import evaluate_detection
+        from hamnet.config import EvaluateConfig
+        from pipeline.evaluation import evaluate_run
 
         start_run_log(self.output_dir)
         remove_stale_partials(self.output().path)
         if self.ground_truth_path is None:
             raise ValueError("evaluation needs --ground-truth (ActivityNet-form JSON)")
-        gt_raw = _load_ground_truth(self.ground_truth_path)
-        db, unmatched = map_to_ids(gt_raw["database"], self.videos())
-        if self.subset:
-            db = {v: e for v, e in db.items() if e.get("subset") == self.subset}
-        ok = ok_videos(read_json(self.input()["index"].path))
-        failed = sorted(set(db) - set(ok))
-        notes = []
-        if unmatched:
-            notes.append(f"{len(unmatched)} ground-truth videos are not in the video directory and are not evaluated")
-        if failed:
-            notes.append(f"{len(failed)} ground-truth videos failed extraction and are not evaluated: {failed}")
-        db = {v: e for v, e in db.items() if v in ok}
-        if not db:
-            raise ValueError(
-                f"{self.ground_truth_path}: no ground-truth video matches an extracted video "
-                f"(subset={self.subset or 'any'})"
-            )
-        preds = read_json(self.input()["localize"].path)
-        preds = {**preds, "results": {v: s for v, s in preds["results"].items() if v in db}}
-        ev = self.cfg["evaluate"]
-        res = evaluate_detection({"database": db}, preds, ev["tiou_thresholds"], mode=ev["mode"])
-        metrics = {
-            "tiou_thresholds": [float(x) for x in res.tiou_thresholds],
-            "map": [float(x) for x in res.map],
-            "average_map": float(res.average_map),
-            "classes": list(res.classes),
-            "ap": [[float(x) for x in row] for row in res.ap],
-            "warnings": list(res.warnings) + notes,
-            "num_videos": len(db),
-        }
+        metrics = evaluate_run(
+            self.ground_truth_path,
+            self.videos(),
+            set(ok_videos(read_json(self.input()["index"].path))),
+            read_json(self.input()["localize"].path),
+            EvaluateConfig.from_dict(self.cfg["evaluate"]),
+            self.subset,
+        )
         write_json_atomic(self.output().path, metrics)
         log.info(
             "mAP@tIoU %s = %s (avg %.4f) on %d videos",
             metrics["tiou_thresholds"],
             [round(m, 4) for m in metrics["map"]],
             metrics["average_map"],
-            len(db),
+            metrics["num_videos"],
         )
-
-
-def _load_ground_truth(path: Path) -> dict[str, Any]:
-    try:
-        gt = read_json(path)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: cannot read ground truth ({e})") from e
-    if not isinstance(gt, dict) or not isinstance(gt.get("database"), dict):
-        raise ValueError(f"{path}: not ActivityNet-form ground truth (needs a 'database' mapping)")
-    return gt
 
 
 class Report(PipelineTask):
@@ -325,6 +259,7 @@ class Report(PipelineTask):
         return luigi.LocalTarget(str(self.root / "report" / self.report_hash() / "report.html"))
 
     def run(self):
+        from pipeline.evaluation import ground_truth_by_id
         from pipeline.report import load_timelines, write_report
 
         start_run_log(self.output_dir)
@@ -335,11 +270,9 @@ class Report(PipelineTask):
         metrics = read_json(self.input()["evaluate"].path) if "evaluate" in self.input() else None
         gt = None
         if self.ground_truth_path is not None:
-            gt_raw = _load_ground_truth(self.ground_truth_path)
-            gt = {"database": map_to_ids(gt_raw["database"], self.videos())[0]}
-        name = self.config or ("demo" if self.is_demo else "thumos14")
+            gt = {"database": ground_truth_by_id(self.ground_truth_path, self.videos())[0]}
         notes = [
-            f"config: {name}" + (f" with overrides {self.overrides!r}" if self.overrides else ""),
+            f"config: {self.config_name}" + (f" with overrides {self.overrides!r}" if self.overrides else ""),
             f"videos: {self.videos_path}",
             f"localizations: {loc_dir}",
         ]
@@ -360,24 +293,6 @@ class Report(PipelineTask):
             notes=notes,
         )
         log.info("report: %s", self.output().path)
-
-
-def outcomes_from(index: dict[str, Any], results: dict[str, Any] | None = None):
-    from pipeline.report import VideoOutcome
-
-    res = (results or {}).get("results", {})
-    return [
-        VideoOutcome(
-            v["video_id"],
-            v["source"],
-            v["status"],
-            v.get("reason") or "",
-            int(v.get("num_snippets") or 0),
-            float(v.get("duration") or 0.0),
-            len(res[v["video_id"]]) if v["video_id"] in res else None,
-        )
-        for v in index["videos"]
-    ]
 
 
 class VideosFailed(RuntimeError):
@@ -412,8 +327,8 @@ class RunAll(PipelineTask):
             f"results: {self.root / 'results.json'}\n"
         )
         write_text_atomic(self.root / "summary.txt", text)
-        _copy_atomic(self.input()["report"].path, self.root / "report.html")
-        _copy_atomic(self.input()["localize"].path, self.root / "results.json")
+        copy_file_atomic(self.input()["report"].path, self.root / "report.html")
+        copy_file_atomic(self.input()["localize"].path, self.root / "results.json")
         log.info("run summary (%s):\n%s", self.root / "summary.txt", text)
         failed = [o for o in outcomes if o.status != "ok"]
         if failed:
@@ -422,10 +337,3 @@ class RunAll(PipelineTask):
                 + "; ".join(f"{o.source}: {o.reason}" for o in failed)
             )
         write_json_atomic(self.output().path, {"report": self.input()["report"].path, "videos": len(outcomes)})
-
-
-def _copy_atomic(src: str | Path, dst: Path) -> None:
-    remove_stale_partials(dst)
-    tmp = dst.with_name(f".{dst.name}.copy.partial")
-    shutil.copyfile(src, tmp)
-    tmp.replace(dst)

@@ -20,8 +20,10 @@ from typing import Any
 
 import luigi
 
-from pipeline.runlog import read_json, remove_stale_partials, start_run_log, write_json_atomic
-from tasks.common import DEMO_SPEC, PipelineTask, source_stat
+from core.atomic import remove_stale_partials, write_json_atomic
+from pipeline.runlog import start_run_log
+from pipeline.videos import read_record, source_stat
+from tasks.common import DEMO_SPEC, PipelineTask
 
 log = logging.getLogger("hamnet.tasks")
 
@@ -149,6 +151,7 @@ class VideoFeatures(_VideoTask):
             write_json_atomic(self.output().path, rec)
             log.warning("features FAILED: %s: %s", self.video_id, flow["reason"])
             return
+        from extractors.checkpoints import cached_backbones
         from pipeline.extract import write_video_features
         from storage.featstore import read_features
 
@@ -161,7 +164,7 @@ class VideoFeatures(_VideoTask):
                 video_id=self.video_id,
                 flow_cache=Path(self.input().path).with_suffix(".h5"),
                 progress=True,
-                models=_backbones(self.extract_settings),
+                models=cached_backbones(self.extract_settings),
             )
             f = read_features(self.data_path())
             return {
@@ -171,20 +174,6 @@ class VideoFeatures(_VideoTask):
             }
 
         self._run_guarded(work)
-
-
-_BACKBONES: dict[str, tuple] = {}
-
-
-def _backbones(settings):
-    """The I3D pair for these settings, built once per process (a worker extracts many videos)."""
-    from extractors.checkpoints import build_backbones
-
-    key = settings.feature_key()
-    if key not in _BACKBONES:
-        _BACKBONES.clear()  # keep one pair in memory
-        _BACKBONES[key] = build_backbones(settings)
-    return _BACKBONES[key]
 
 
 def _join_cv2_threads() -> None:
@@ -198,12 +187,3 @@ def _join_cv2_threads() -> None:
     import cv2
 
     cv2.setNumThreads(1)
-
-
-def read_record(path: str | os.PathLike) -> dict[str, Any] | None:
-    """An outcome record, or None when absent or unreadable (then the task is not complete)."""
-    try:
-        rec = read_json(path)
-    except (OSError, ValueError):
-        return None
-    return rec if isinstance(rec, dict) and rec.get("status") in ("ok", "failed") else None

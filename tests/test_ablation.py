@@ -7,14 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from storage.annotations import read_ground_truth_json, select_subset
+from cli.ablation import main
+from core.activitynet import read_ground_truth_json
+from storage.annotations import select_subset
 from studies.ablation import (
     AblationError,
     AblationSpec,
     collect_table,
     format_markdown,
     load_ablation_spec,
-    main,
     run_ablation,
 )
 from studies.completeness import BenchmarkSettings, generate_benchmark
@@ -163,7 +164,7 @@ def test_cli(tiny_bench, tmp_path, capsys):
             str(tmp_path / "o"),
             "--rows",
             "full",
-            "--no-progress",
+            "--quiet",
         ]
     )
     assert rc == 0
@@ -179,7 +180,7 @@ def test_cli(tiny_bench, tmp_path, capsys):
                 str(tiny_bench / "gt.json"),
                 "--out",
                 str(tmp_path / "o2"),
-                "--set",
+                "--overrides",
                 "train.epoch=3",
             ]
         )
@@ -213,8 +214,8 @@ def _as_wtalc(bench, dest):
 
 
 def test_reproduce_end_to_end_prints_paper_layout(tiny_bench, tmp_path, capsys):
+    from cli.reproduce import main as reproduce_main
     from studies.reproduce import RECIPES
-    from studies.reproduce import main as reproduce_main
 
     feats, ann = _as_wtalc(tiny_bench, tmp_path / "wtalc")
     work = tmp_path / "work"
@@ -227,8 +228,8 @@ def test_reproduce_end_to_end_prints_paper_layout(tiny_bench, tmp_path, capsys):
             str(ann),
             "--work",
             str(work),
-            "--no-progress",
-            *sum((["--set", o] for o in TINY), []),
+            "--quiet",
+            *sum((["--overrides", o] for o in TINY), []),
         ]
     )
     assert rc == 0

@@ -9,16 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.activitynet import AnnotationError, read_ground_truth_json, video_labels
 from storage.annotations import (
-    AnnotationError,
     count_segments,
     read_activitynet_json,
-    read_ground_truth_json,
     read_thumos14_annotations,
     read_thumos14_meta,
     read_wtalc_annotations,
     select_subset,
-    video_labels,
     write_ground_truth_json,
 )
 from storage.featstore import FeatureStore, read_features

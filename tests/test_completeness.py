@@ -8,14 +8,15 @@ import math
 import numpy as np
 import pytest
 
-from storage.annotations import read_ground_truth_json, read_wtalc_annotations
+from cli.completeness import main
+from core.activitynet import read_ground_truth_json
+from storage.annotations import read_wtalc_annotations
 from storage.featstore import FeatureStore
 from storage.labels import read_labels_csv
 from studies.completeness import (
     BenchmarkSettings,
     generate_benchmark,
     load_structure,
-    main,
     make_prototypes,
     num_snippets,
     snippet_masks,
@@ -128,20 +129,20 @@ def test_settings_are_strict_and_cli(tmp_path, capsys):
         main(
             [
                 str(tmp_path / "cli"),
-                "--set",
+                "--overrides",
                 "feature_dim=8",
-                "--set",
+                "--overrides",
                 "num_train_videos=2",
-                "--set",
+                "--overrides",
                 "num_test_videos=2",
-                "--no-progress",
+                "--quiet",
             ]
         )
         == 0
     )
     out = json.loads(capsys.readouterr().out)
     assert out["videos"] == {"test": 2, "validation": 2}
-    assert main([str(tmp_path / "cli2"), "--set", "core_fraction=2"]) == 2
+    assert main([str(tmp_path / "cli2"), "--overrides", "core_fraction=2"]) == 2
     assert "core_fraction" in capsys.readouterr().err
 
 

@@ -4,7 +4,8 @@ import h5py
 import numpy as np
 import pytest
 
-from pipeline.config import ConfigError, load_config, parse_overrides, settings_hash
+from core.hashing import settings_hash
+from pipeline.config import ConfigError, load_config, parse_overrides
 from storage.featstore import (
     FeatureStore,
     FeatureStoreError,

@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from storage.labels import LabelsError, class_list, labels_from_ground_truth, read_labels_csv, write_labels_csv
+from core.activitynet import video_labels
+from storage.labels import LabelsError, class_list, read_labels_csv, write_labels_csv
 
 
 def test_labels_roundtrip(tmp_path: Path):
@@ -26,7 +27,7 @@ def test_labels_errors_name_file_and_line(tmp_path: Path):
 
 def test_labels_from_real_thumos_gt(shared_data: Path):
     gt = json.loads((shared_data / "thumos14/basnet/gt.json").read_text())
-    train = labels_from_ground_truth(gt, "train")
-    test = labels_from_ground_truth(gt, "test")
+    train = video_labels(gt, "train")
+    test = video_labels(gt, "test")
     assert len(train) == 200 and len(test) == 210
     assert len(class_list(train)) == 20

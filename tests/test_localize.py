@@ -276,19 +276,19 @@ def test_cli_train_and_localize_on_a_feature_store(tmp_path, capsys):
         )
     write_labels_csv(tmp_path / "labels.csv", l)
     sets = [
-        "--set",
+        "--overrides",
         "model.feature_dim=16",
-        "--set",
+        "--overrides",
         "model.hidden_dim=16",
-        "--set",
+        "--overrides",
         "model.attention_hidden=8",
-        "--set",
+        "--overrides",
         "train.epochs=2",
-        "--set",
+        "--overrides",
         "train.batch_size=4",
-        "--set",
+        "--overrides",
         "train.num_snippets=20",
-        "--set",
+        "--overrides",
         "train.device=cpu",
     ]
     rc = main(
@@ -303,7 +303,7 @@ def test_cli_train_and_localize_on_a_feature_store(tmp_path, capsys):
             *sets,
             "--output",
             str(tmp_path / "m.pt"),
-            "--no-progress",
+            "--quiet",
         ]
     )
     assert rc == 0 and (tmp_path / "m.pt").is_file()
@@ -316,13 +316,13 @@ def test_cli_train_and_localize_on_a_feature_store(tmp_path, capsys):
             str(store),
             "--config",
             "thumos14",
-            "--set",
+            "--overrides",
             "localize.class_threshold=0.0",
             "--output-dir",
             str(tmp_path / "out"),
-            "--device",
-            "cpu",
-            "--no-progress",
+            "--overrides",
+            "localize.device=cpu",
+            "--quiet",
         ]
     )
     assert rc == 0
@@ -351,7 +351,7 @@ def test_cli_train_and_localize_on_a_feature_store(tmp_path, capsys):
             str(store),
             "--labels",
             str(tmp_path / "labels.csv"),
-            "--set",
+            "--overrides",
             "train.epoch=3",
             "--output",
             str(tmp_path / "x.pt"),

@@ -7,8 +7,9 @@ import re
 
 import numpy as np
 
+from core.atomic import remove_stale_partials
 from pipeline.report import Timeline, VideoOutcome, load_timelines, render_report, save_timelines, timeline_figure
-from pipeline.runlog import format_summary, remove_stale_partials
+from pipeline.runlog import format_summary
 
 
 def _timeline(vid="v1", T=40):

@@ -4,7 +4,7 @@ Ground truth: the real THUMOS14 test annotations (213 videos, 3358 segments, 99 
 the official-kit text files in shared/data. Predictions: synthetic, 3/5 jittered copies of
 ground-truth segments (sometimes with the wrong class), 2/5 random segments on random videos.
 
-    python3 bench/bench_evaluator.py [--predictions 50000] [--repeat 5] [--data ../shared/data]
+    python -m bench.bench_evaluator [--predictions 50000] [--repeat 5] [--data ../shared/data]
 
 Prints the time of the vectorised evaluator (best and median of --repeat runs, wall and CPU),
 the time of the reference (one run), their ratio, and whether the APs agree bit for bit.
@@ -19,18 +19,15 @@ import math
 import os
 import random
 import statistics
-import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
+from hamnet.evaluate import THUMOS14_TIOU_THRESHOLDS, evaluate_detection
+from tests.reference_anet_eval import reference_activitynet, reference_thumos_kit
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
-
-import numpy as np  # noqa: E402
-from reference_anet_eval import reference_activitynet, reference_thumos_kit  # noqa: E402
-
-from hamnet.evaluate import THUMOS14_TIOU_THRESHOLDS, evaluate_detection  # noqa: E402
 
 
 def thumos14_test_ground_truth(data: Path) -> dict:

@@ -1,6 +1,6 @@
 """Benchmark of per-video extraction: each stage alone, their sum, and the pipelined run.
 
-    python bench/bench_extract.py [VIDEO] [--seconds S] [--crop 224] [--workers N] [--device cpu|cuda]
+    python -m bench.bench_extract [VIDEO] [--seconds S] [--crop 224] [--workers N] [--device cpu|cuda]
 
 Stages, all on the same (optionally trimmed) clip and settings:
   decode  -- PyAV decode + 25 fps resampling + resize/crop (frames/s)
@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 DEFAULT_VIDEO = ROOT.parent / "shared/data/videos/mmaction2/tests/data/test.mp4"
 

@@ -9,7 +9,7 @@ and for the torch backends the end-point error (EPE) against OpenCV's flow on th
 exactly / within ±1.
 
 Needs only numpy, opencv-contrib-python-headless and torch (and this repo on the path).
-    python bench/bench_flow.py --device cuda --resolutions 224 --pairs 512 --batch 256
+    python -m bench.bench_flow --device cuda --resolutions 224 --pairs 512 --batch 256
 """
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ import cv2
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from extractors.tvl1_torch import OPENCV_DEFAULTS, tvl1_flow_batch  # noqa: E402
+from extractors.tvl1_torch import OPENCV_DEFAULTS, tvl1_flow_batch
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_VIDEOS = os.environ.get("SHARED_VIDEOS", str(REPO.parent / "shared" / "data" / "videos"))

@@ -1,6 +1,6 @@
 """I3D throughput per stream, batch size and precision, and the precision's feature error.
 
-    python bench/bench_i3d.py [--device cpu|cuda] [--crop 224] [--batch-sizes 1,8,32] [--iters 5]
+    python -m bench.bench_i3d [--device cpu|cuda] [--crop 224] [--batch-sizes 1,8,32] [--iters 5]
 
 Needs only torch (no video decoding), so it runs on a bare GPU machine. Weights are a seeded
 random initialisation: the cost of a forward pass does not depend on the weight values, so the
@@ -13,15 +13,11 @@ features from fp32 on the same input (max |f - f32| / max |f32|).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from extractors.i3d import build_i3d  # noqa: E402
+from extractors.i3d import build_i3d
 
 
 def timed(fn, device: torch.device, iters: int) -> float:

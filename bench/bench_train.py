@@ -11,9 +11,9 @@ The peak is measured in the same run: a square float32 matmul timed on the same 
 The ratio achieved/peak is what to compare between machines; absolute times on a shared
 machine are noisy.
 
-    python bench/bench_train.py                    # CPU, THUMOS setting
-    python bench/bench_train.py --device cuda      # GPU
-    python bench/bench_train.py --iters 3 --batch 20 --snippets 500 --feature-dim 2048
+    python -m bench.bench_train                    # CPU, THUMOS setting
+    python -m bench.bench_train --device cuda      # GPU
+    python -m bench.bench_train --iters 3 --batch 20 --snippets 500 --feature-dim 2048
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ step() {  # step NAME TIMEOUT_S CMD...
 
     # 1. TV-L1 at 224²: OpenCV single-thread and 16-process pool timed on the same real frames in
     #    the same run (ratios printed), torch CUDA at two batch sizes, EPE/q8 agreement vs OpenCV.
-    step flow_224_cuda 130 "$PY" bench/bench_flow.py --device cuda --resolutions 224 \
+    step flow_224_cuda 130 "$PY" -m bench.bench_flow --device cuda --resolutions 224 \
         --pairs 512 --batch 256,1024 --cv-pairs 24 --procs "$(nproc)" --cpu-pairs 0 --videos "$SHARED_VIDEOS"
 
     # 2-3. Other benchmarks, written by the other parts of the project, when present. Their
@@ -53,31 +53,31 @@ step() {  # step NAME TIMEOUT_S CMD...
     VID=$(find "$SHARED_VIDEOS" -name test.mp4 2>/dev/null | head -n 1)
     [ -z "$VID" ] && VID=$(find "$SHARED_VIDEOS" -name '*.mp4' 2>/dev/null | head -n 1)
     # I3D throughput per stream/batch/precision needs only torch (no video decoding).
-    step bench_i3d 70 "$PY" bench/bench_i3d.py --device cuda --batch-sizes 8,32 --precisions fp32,bf16,fp16 --iters 5
+    step bench_i3d 70 "$PY" -m bench.bench_i3d --device cuda --batch-sizes 8,32 --precisions fp32,bf16,fp16 --iters 5
     # bench_extract decodes with PyAV, which a bare GPU image may lack.
     if ! "$PY" -c "import av" 2>/dev/null; then
         echo "=== SKIP bench_extract: PyAV is not installed here"
     elif [ -f bench/bench_extract.py ]; then
-        step bench_extract 60 "$PY" bench/bench_extract.py ${VID:+"$VID"} --device cuda
+        step bench_extract 60 "$PY" -m bench.bench_extract ${VID:+"$VID"} --device cuda
     else
         echo "=== SKIP bench_extract: bench/bench_extract.py absent"
     fi
     if [ -f bench/bench_train.py ]; then
-        step bench_train 45 "$PY" bench/bench_train.py --device cuda
+        step bench_train 45 "$PY" -m bench.bench_train --device cuda
     else
         echo "=== SKIP bench_train: bench/bench_train.py absent"
     fi
     # 4. torch.compile variant (fused iteration; includes its one-off compile time in a warm-up).
-    step flow_224_cuda_compiled 120 "$PY" bench/bench_flow.py --device cuda --resolutions 224 \
+    step flow_224_cuda_compiled 120 "$PY" -m bench.bench_flow --device cuda --resolutions 224 \
         --pairs 1024 --batch 1024 --cv-pairs 8 --procs 0 --cpu-pairs 0 --compile --videos "$SHARED_VIDEOS"
 
     # 5. Other resolutions, smaller samples.
-    step flow_other_res_cuda 60 "$PY" bench/bench_flow.py --device cuda --resolutions 112,340x256 \
+    step flow_other_res_cuda 60 "$PY" -m bench.bench_flow --device cuda --resolutions 112,340x256 \
         --pairs 256 --batch 256 --cv-pairs 8 --procs 0 --cpu-pairs 0 --videos "$SHARED_VIDEOS"
 
     # 6. Extraction with the torch flow backend on the GPU.
     if [ -f bench/bench_extract.py ] && "$PY" -c "import av" 2>/dev/null; then
-        step bench_extract_torch_flow 45 "$PY" bench/bench_extract.py ${VID:+"$VID"} --device cuda --flow-backend torch
+        step bench_extract_torch_flow 45 "$PY" -m bench.bench_extract ${VID:+"$VID"} --device cuda --flow-backend torch
     fi
     echo
     echo "gpu_check.sh done in $((SECONDS - START))s"

@@ -1,6 +1,6 @@
 """GPU smoke check: the CUDA code paths give the same answers as the CPU ones.
 
-    python bench/gpu_smoke.py            (on a machine with CUDA; needs torch, numpy only)
+    python -m bench.gpu_smoke            (on a machine with CUDA; needs torch, numpy only)
 
 1. HAM-Net: train on a planted-segment feature set on CUDA and on CPU with the same seed and
    settings, localize on each device, and print mAP@{0.1,0.3,0.5,0.7} for both (the two runs
@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,19 +18,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from extractors.i3d import build_i3d
+from extractors.tvl1_torch import tvl1_flow_batch
+from hamnet.config import LocalizeConfig, LossConfig, ModelConfig, TrainConfig
+from hamnet.evaluate import evaluate_detection
+from hamnet.localize import localize_videos
+from hamnet.results import results_to_dict
+from hamnet.train import train_hamnet
+from tests.hamnet_synth import planted_dataset
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-
-from hamnet_synth import planted_dataset  # noqa: E402
-
-from extractors.i3d import build_i3d  # noqa: E402
-from extractors.tvl1_torch import tvl1_flow_batch  # noqa: E402
-from hamnet.config import LocalizeConfig, LossConfig, ModelConfig, TrainConfig  # noqa: E402
-from hamnet.evaluate import evaluate_detection  # noqa: E402
-from hamnet.localize import localize_videos  # noqa: E402
-from hamnet.results import results_to_dict  # noqa: E402
-from hamnet.train import train_hamnet  # noqa: E402
 
 
 def hamnet_on(device: str, tmp: Path) -> tuple[list[float], float]:

@@ -405,8 +405,8 @@ def attention_profile(
     """
     import torch
 
-    from hamnet.train import load_checkpoint
     from core.activitynet import read_ground_truth_json
+    from hamnet.train import load_checkpoint
     from storage.featstore import FeatureStore
 
     bench_dir = Path(bench_dir)

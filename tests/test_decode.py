@@ -7,12 +7,12 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from video_synth import moving_square_frames, write_audio_only, write_video
 
 from extractors.decode import DecodeStats, decode_video, iter_frames
 from extractors.errors import VideoError
 from extractors.snippets import num_snippets
 from extractors.transforms import resize_crop, resize_crop_matrix
+from tests.video_synth import moving_square_frames, write_audio_only, write_video
 
 
 @pytest.mark.parametrize(

@@ -22,9 +22,7 @@ from hamnet.evaluate import (
     load_json,
     main,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reference_anet_eval import reference_activitynet, reference_thumos_kit  # noqa: E402
+from tests.reference_anet_eval import reference_activitynet, reference_thumos_kit
 
 THUMOS_THR = ["0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7"]
 

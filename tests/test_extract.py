@@ -10,7 +10,6 @@ import sys
 import h5py
 import numpy as np
 import pytest
-from video_synth import moving_square_frames, write_video
 
 from extractors.checkpoints import CheckpointError, build_backbones
 from extractors.errors import VideoError
@@ -19,6 +18,7 @@ from extractors.video_features import extract_video_features
 from pipeline.extract import write_flow_cache, write_video_features
 from storage.featstore import read_features
 from storage.flowcache import FlowCacheError
+from tests.video_synth import moving_square_frames, write_video
 
 # Small and quick, but every stage real: 32 x 32 crops, a 3-level TV-L1 pyramid.
 FAST = dict(crop=32, resize_short=32, random_backbone=True, batch_size=4, tvl1=TVL1Params(nscales=3, warps=3))

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from video_synth import moving_square_frames
 
 from extractors.flow import compute_flow, dequantize_flow, quantize_flow
 from extractors.settings import ExtractSettings, TVL1Params
 from extractors.snippets import num_snippets, pad_to, snippet_arrays
 from extractors.transforms import rgb_to_gray
+from tests.video_synth import moving_square_frames
 
 
 def test_quantisation_round_trip_and_clipping():

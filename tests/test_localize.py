@@ -10,12 +10,12 @@ import time
 import numpy as np
 import pytest
 import torch
-from hamnet_synth import planted_dataset
 
 from hamnet.config import LocalizeConfig, LossConfig, ModelConfig, TrainConfig
 from hamnet.localize import Segment, localize_video, localize_videos, runs_above, segments_from_cas, soft_nms
 from hamnet.results import read_results_json, read_segments_csv, results_to_dict, write_results_json, write_segments_csv
 from hamnet.train import load_checkpoint, train_hamnet
+from tests.hamnet_synth import planted_dataset
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

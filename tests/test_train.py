@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hamnet_synth import planted_dataset
 
 import hamnet.train as train_mod
 from hamnet.config import LossConfig, ModelConfig, TrainConfig
 from hamnet.sampling import sample_snippet_indices
 from hamnet.train import load_checkpoint, resume_path, train_hamnet
+from tests.hamnet_synth import planted_dataset
 
 TINY = ModelConfig(feature_dim=16, hidden_dim=16, attention_hidden=8, dropout=0.5)
 TCFG = TrainConfig(lr=1e-3, batch_size=4, epochs=4, num_snippets=24, seed=3, device="cpu")
@@ -163,8 +163,7 @@ def test_input_errors_name_the_video(tmp_path, data):
 _TRAIN_SCRIPT = r"""
 import sys, torch
 torch.set_num_threads(1)
-sys.path.insert(0, sys.argv[2])
-from hamnet_synth import planted_dataset
+from tests.hamnet_synth import planted_dataset
 from hamnet.config import LossConfig, ModelConfig, TrainConfig
 from hamnet.train import train_hamnet
 f, l, c, _, _ = planted_dataset(10, num_classes=3, feature_dim=16, seed=0, t_range=(20, 50), seg_range=(4, 8))

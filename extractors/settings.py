@@ -1,4 +1,4 @@
-"""Settings of the video front-end: the ``extract:`` section of ``configs/base/extract.yaml``.
+"""Settings of the video front-end: the ``extract:`` section of a config (defaults here only).
 
 The dataclass fields mirror the YAML keys one to one; :meth:`ExtractSettings.from_dict` is
 strict (an unknown or misspelt key is an error naming it) so that a typo can never silently

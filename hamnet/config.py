@@ -1,8 +1,10 @@
-"""HAM-Net settings: one dataclass per section of ``configs/base/hamnet.yaml``.
+"""HAM-Net settings: one dataclass per config section (``model``, ``loss``, ``train``,
+``localize``, ``evaluate``).
 
 Fields mirror the YAML keys exactly; ``from_dict`` is strict (an unknown key is an error
 naming it) and checks values, so a bad setting fails before any training starts. The
-defaults are the authors' THUMOS14 implementation (the same values as the base YAML).
+defaults here are the project's only defaults: the authors' THUMOS14 implementation
+(docs/configuration.md lists them).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ INPUT_NORMS = ("none", "standardize")
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Network shape (REFERENCE section 1, authors' implementation)."""
+    """Network shape (authors' implementation; docs/hamnet.md)."""
 
     feature_dim: int = 2048
     hidden_dim: int = 2048
@@ -152,7 +154,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class LocalizeConfig:
-    """Proposal generation and scoring (REFERENCE section 2, authors' THUMOS path)."""
+    """Proposal generation and scoring (authors' THUMOS path; docs/hamnet.md, "Localization")."""
 
     class_threshold: float = 0.2
     attention_thresholds: tuple[float, ...] = (

@@ -1,6 +1,6 @@
 """Localization: from a trained HAM-Net and one video's features to scored temporal segments.
 
-The authors' THUMOS inference (REFERENCE section 2), reproduced exactly:
+The authors' THUMOS inference (docs/hamnet.md, "Localization"), reproduced exactly:
 
 1. Full-length forward pass (batch 1). CAS for scoring: s' = s * a (attention-weighted logits).
 2. Video class scores p: softmax over C+1 of the top-k mean of s' (k = max(1, floor(T/topk_ratio))),

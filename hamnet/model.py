@@ -1,6 +1,6 @@
 """The HAM-Net network: a classification branch (C classes + background) and an attention branch.
 
-Shapes follow the authors' implementation (REFERENCE section 1): both branches are temporal
+Shapes follow the authors' implementation (docs/hamnet.md, "Paper versus the authors' implementation"): both branches are temporal
 1-D convolutions over the snippet sequence of one joint RGB+flow feature vector per snippet.
 """
 

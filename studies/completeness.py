@@ -204,7 +204,7 @@ def load_structure(
 # Features
 
 
-def num_snippets(duration: float) -> int:
+def snippets_in_duration(duration: float) -> int:
     """Snippets of a video: 16-frame chunks at 25 fps, the last one padded (T = ceil(d*25/16))."""
     return max(1, int(math.ceil(duration * FPS / FRAMES_PER_SNIPPET - 1e-9)))
 
@@ -334,7 +334,7 @@ def generate_benchmark(
     for i, (vid, e) in enumerate(tqdm(ordered, desc="completeness benchmark", unit="video", disable=not progress)):
         sid = safe_video_id(vid)
         rng = np.random.default_rng([settings.seed, 3, i])
-        T = num_snippets(float(e["duration"]))
+        T = snippets_in_duration(float(e["duration"]))
         core, extent = snippet_masks(e["annotations"], classes, T, settings, rng)
         x = video_features(T, core, extent, protos, settings, rng)
         fractions.append(((core >= 0) | (extent >= 0)).mean())
@@ -367,7 +367,7 @@ def generate_benchmark(
         "classes": classes,
         "videos": {s: sum(1 for e in new_db.values() if e["subset"] == s) for s in subsets},
         "segments": {s: count_segments(gt_out, subset=s) for s in subsets},
-        "snippets": int(sum(num_snippets(e["duration"]) for e in new_db.values())),
+        "snippets": int(sum(snippets_in_duration(e["duration"]) for e in new_db.values())),
         "action_fraction": float(np.mean(fractions)) if fractions else 0.0,
         "store": str(store),
     }
@@ -391,7 +391,7 @@ def snippet_truth(bench_dir: str | os.PathLike) -> dict[str, tuple[np.ndarray, n
     for i, vid in enumerate(sorted(gt["database"])):
         e = gt["database"][vid]
         rng = np.random.default_rng([settings.seed, 3, i])
-        out[vid] = snippet_masks(e["annotations"], classes, num_snippets(float(e["duration"])), settings, rng)
+        out[vid] = snippet_masks(e["annotations"], classes, snippets_in_duration(float(e["duration"])), settings, rng)
     return out
 
 

@@ -18,8 +18,8 @@ from studies.completeness import (
     generate_benchmark,
     load_structure,
     make_prototypes,
-    num_snippets,
     snippet_masks,
+    snippets_in_duration,
 )
 
 WTALC = "thumos14/wtalc/Thumos14reduced-Annotations"
@@ -68,7 +68,7 @@ def test_core_extent_background_structure():
     classes = ["A", "B"]
     protos = make_prototypes(s, 2, np.random.default_rng([s.seed, 2]))
     rng = np.random.default_rng(5)
-    T = num_snippets(100.0)
+    T = snippets_in_duration(100.0)
     anns = [{"segment": [10.0, 30.0], "label": "A"}, {"segment": [50.0, 56.0], "label": "B"}]
     core, extent = snippet_masks(anns, classes, T, s, rng)
     a_snips = (core == 0) | (extent == 0)

@@ -93,6 +93,20 @@ def test_start_listens_on_loopback_only_with_state_in_a_private_folder(tmp_path)
     assert not (state / scheduler.PID_FILE).exists()
 
 
+@pytest.mark.skipif(not HAS_PROC_NET, reason="needs Linux /proc/net/tcp to read listening sockets")
+def test_start_stops_a_scheduler_whose_sockets_are_not_what_was_asked(tmp_path, monkeypatch):
+    # Defence in depth: if luigid ever listened somewhere else (a Luigi change, a config), the
+    # check after start catches it. Simulated by reporting a wildcard socket; only 127.0.0.1 binds.
+    state, port = scheduler.ensure_private_dir(tmp_path / "s"), _free_port()
+    monkeypatch.setattr(scheduler, "listening_sockets", lambda pid=None: [("0.0.0.0", port)])
+    with pytest.raises(RuntimeError, match=rf"listens on 0.0.0.0:{port}, not only on 127.0.0.1; stopped it"):
+        scheduler.start(state, "127.0.0.1", port)
+    assert not (state / scheduler.PID_FILE).exists()
+    with socket.socket() as s:  # nothing listens on the port any more: the process is gone
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a TIME_WAIT leftover is no listener
+        s.bind(("127.0.0.1", port))
+
+
 @pytest.mark.parametrize("address", ["0.0.0.0", "::", "", " "])
 def test_wildcard_addresses_are_refused_even_with_expose(address):
     with pytest.raises(scheduler.Refused, match="every interface"):

@@ -285,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.action == "start":  # refuse an unsafe address before creating any folder
+            check_bind_address(args.address, args.expose)
         state_dir = resolve_state_dir(args.output_dir, args.state_dir)
         if args.action == "start":
             start(state_dir, args.address, args.port, args.expose, args.wait)

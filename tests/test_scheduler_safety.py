@@ -126,7 +126,7 @@ def test_cli_refuses_a_public_address_before_starting_anything(tmp_path):
     res = _cli("start", "--state-dir", str(tmp_path / "s"), "--address", "0.0.0.0", "--port", "1", cwd=tmp_path)
     assert res.returncode == 2
     assert "refused: --address 0.0.0.0" in res.stderr and "every interface" in res.stderr
-    assert not (tmp_path / "s" / scheduler.PID_FILE).exists()
+    assert not (tmp_path / "s").exists()
 
 
 def test_state_folder_is_created_0700_and_loose_or_foreign_ones_are_refused(tmp_path):

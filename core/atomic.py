@@ -5,20 +5,29 @@ a hidden temporary file in the destination folder first (same file system, so th
 ``os.replace`` is atomic), is flushed to disk, and only then takes its final name. Luigi
 decides what is done by whether an output exists, so a partial file under the final name would
 make a rerun skip work that never finished.
+
+Permissions: the temporary file is created with mode ``0o664`` filtered by the process umask
+(and by a default ACL of the folder, where one exists), like a plain ``open(path, "w")`` except
+that it is never world-writable, whatever the umask. ``tempfile.mkstemp`` would give ``0o600``,
+so on shared storage the group that reads the outputs could not (docs/pipeline.md, "Shared
+storage": run workers with umask 027 or 007).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 PARTIAL_SUFFIX = ".partial"
+# rw for owner and group, read for others, before the umask; never world-writable.
+FILE_MODE = 0o664
 
 
 @contextmanager
@@ -30,8 +39,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX, dir=path.parent)
-    os.close(fd)
+    tmp = _create_partial(path)
     try:
         yield Path(tmp)
         with open(tmp, "rb+") as fh:
@@ -41,6 +49,24 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _create_partial(path: Path) -> str:
+    """Create an empty ``.<name>.<random>.partial`` beside ``path``; its mode follows the umask.
+
+    Like ``mkstemp`` (``O_EXCL``: never reuses or follows an existing name) but with mode
+    ``0o664``: the kernel applies the umask and the folder's default ACL, and no umask can
+    make the file writable by every user.
+    """
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(4)}{PARTIAL_SUFFIX}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(errno.EEXIST, "no free temporary name for", str(path))
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pipeline.output_root import check_output_root
 from pipeline.report import VideoOutcome
 
 log = logging.getLogger("hamnet.pipeline")
@@ -25,11 +26,13 @@ def start_run_log(output_dir: str | os.PathLike) -> Path:
 
     Idempotent within a process and output directory. Worker processes forked by Luigi inherit
     the handler, so one ``luigi`` command writes one log; a second worker command started
-    beside it (scale-out) writes its own.
+    beside it (scale-out) writes its own. The output root is checked first
+    (:func:`pipeline.output_root.check_output_root`): an unsafe root stops the command here.
     """
     root = str(Path(output_dir).resolve())
     if _active["root"] == root:  # also in worker processes forked from the one that opened it
         return _active["path"]
+    check_output_root(root)
     if _active["handler"] is not None:
         logging.getLogger().removeHandler(_active["handler"])
         _active["handler"].close()

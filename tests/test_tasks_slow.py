@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from fractions import Fraction
 from pathlib import Path
 
@@ -260,31 +259,14 @@ def test_two_workers_share_a_scheduler_and_extract_each_video_once(tmp_path):
     data = synthesize_demo(tmp_path / "data", SPEC, progress=False)
     overrides = OVERRIDES + " train.epochs=3"
     port = _free_port()
-    (tmp_path / "luigid-logs").mkdir()
-    sched = subprocess.Popen(
-        [
-            "luigid",
-            "--port",
-            str(port),
-            "--address",
-            "127.0.0.1",
-            "--state-path",
-            str(tmp_path / "luigid.state"),
-            "--logdir",
-            str(tmp_path / "luigid-logs"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    # The documented way to start the scheduler: loopback only, state in a private folder.
+    sched_cmd = [sys.executable, "-m", "cli.scheduler"]
+    sched_args = ["--state-dir", str(tmp_path / "sched"), "--port", str(port)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    started = subprocess.run(sched_cmd + ["start", *sched_args], env=env, capture_output=True, text=True, timeout=60)
+    assert started.returncode == 0, started.stderr
+    assert f"listening on 127.0.0.1:{port};" in started.stdout, started.stdout
     try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/task_list?data={{}}", timeout=1).read()
-                break
-            except OSError:
-                assert sched.poll() is None, "luigid exited"
-                time.sleep(0.1)
         shared = tmp_path / "shared"
         # --no-lock: Luigi refuses a second identical command on one host unless told otherwise.
         cmd = luigi_cmd(
@@ -301,7 +283,6 @@ def test_two_workers_share_a_scheduler_and_extract_each_video_once(tmp_path):
             "--worker-wait-interval",
             "0.5",
         )
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
         workers = [
             subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
             for _ in range(2)
@@ -312,8 +293,8 @@ def test_two_workers_share_a_scheduler_and_extract_each_video_once(tmp_path):
         assert all(w.returncode in (0, 10, 25) for w in workers), [o[-3000:] for o in outs]
         assert all("failed" not in o.split("Luigi Execution Summary")[-2] for o in outs), outs
     finally:
-        os.killpg(sched.pid, signal.SIGTERM)
-        sched.wait(timeout=30)
+        stopped = subprocess.run(sched_cmd + ["stop", *sched_args], env=env, capture_output=True, text=True, timeout=60)
+    assert stopped.returncode == 0 and "stopped luigid" in stopped.stdout, stopped.stderr
     # The whole graph is complete: the same command with a local scheduler has nothing to do.
     check = run(luigi_cmd("RunAll", data, shared, overrides, "--local-scheduler"), tmp_path)
     assert check.returncode == 0 and "ran successfully" not in check.stderr, check.stderr[-3000:]

@@ -141,8 +141,10 @@ def test_no_test_reaches_the_real_data_around_the_fixture():
         if path.name in ("conftest.py", Path(__file__).name):
             continue
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-            if isinstance(node, ast.Name) and node.id == "SHARED_DATA":
-                offenders.append(f"{path.name}:{node.lineno}: SHARED_DATA")
+            if (isinstance(node, ast.Name) and node.id == "SHARED_DATA") or (
+                isinstance(node, ast.alias) and node.name == "SHARED_DATA"
+            ):
+                offenders.append(f"{path.name}:{getattr(node, 'lineno', '?')}: SHARED_DATA")
             elif isinstance(node, ast.Constant) and isinstance(node.value, str):
                 if any(s in node.value for s in ("shared/data", "../shared", "HAMNET_SHARED_DATA")):
                     offenders.append(f"{path.name}:{node.lineno}: {node.value!r}")

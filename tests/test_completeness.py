@@ -163,3 +163,66 @@ def test_snippet_truth_replays_the_generator(tmp_path):
         # each core snippet projects ~core_strength onto its own class's core prototype
         proj = np.einsum("td,td->t", x[m], protos.core[core[m]])
         assert np.all(np.abs(proj - s.core_strength) < 0.8)
+
+
+def _core_detector_checkpoint(path, settings: BenchmarkSettings, classes: list[str]) -> None:
+    """A HAM-Net checkpoint whose attention is sigmoid(4 * sum_c relu(x . core_c - 1.5) - 3).
+
+    Built by hand from the benchmark's own core prototypes, so its attention is known in closed
+    form: about 0.95 on core snippets (they project ~core_strength = 3 onto their class's core
+    prototype) and sigmoid(-3) = 0.047 elsewhere.
+    """
+    import torch
+
+    from hamnet.config import ModelConfig
+    from hamnet.model import build_hamnet
+    from hamnet.train import CHECKPOINT_FORMAT
+
+    C, D = len(classes), settings.feature_dim
+    protos = make_prototypes(settings, C, np.random.default_rng([settings.seed, 2]))
+    cfg = ModelConfig(feature_dim=D, hidden_dim=8, attention_hidden=C, leaky_slope=0.0, dropout=0.0)
+    model = build_hamnet(cfg, C)
+    conv1, _, conv2, _, conv3, _ = model.attention
+    with torch.no_grad():
+        for conv in (conv1, conv2, conv3):
+            conv.weight.zero_()
+        conv1.weight[:, :, 1] = torch.from_numpy(protos.core)  # centre tap only: one snippet at a time
+        conv1.bias.fill_(-1.5)
+        conv2.weight[:, :, 1] = torch.eye(C)
+        conv2.bias.zero_()
+        conv3.weight.fill_(4.0)
+        conv3.bias.fill_(-3.0)
+    state = {"format": CHECKPOINT_FORMAT, "classes": classes, "config": {"model": cfg.to_dict()}}
+    torch.save({**state, "state_dict": model.state_dict()}, path)
+
+
+def test_attention_profile_pools_attention_by_snippet_truth(tmp_path):
+    from studies.completeness import attention_profile, snippet_truth
+
+    s = BenchmarkSettings(feature_dim=64, num_train_videos=3, num_test_videos=3, seed=4)
+    generate_benchmark(tmp_path / "bench", s, progress=False)
+    gt = read_ground_truth_json(tmp_path / "bench" / "gt.json")
+    _core_detector_checkpoint(tmp_path / "m.pt", s, list(gt["classes"]))
+    protos = make_prototypes(s, len(gt["classes"]), np.random.default_rng([s.seed, 2]))
+    truth = snippet_truth(tmp_path / "bench")
+    store = FeatureStore(tmp_path / "bench" / "features")
+
+    profiles = {}
+    for subset in ("validation", "test"):
+        prof = attention_profile(tmp_path / "m.pt", tmp_path / "bench", subset=subset)
+        # The same numbers from the closed form, pooled over every snippet of the subset's videos.
+        att, core, extent = [], [], []
+        for vid, e in gt["database"].items():
+            if e["subset"] == subset:
+                x = store[vid].astype(np.float64)
+                att.append(1 / (1 + np.exp(-(4 * np.maximum(x @ protos.core.T - 1.5, 0).sum(1) - 3))))
+                core.append(truth[vid][0])
+                extent.append(truth[vid][1])
+        a, c, x = np.concatenate(att), np.concatenate(core), np.concatenate(extent)
+        expected = {"core": a[c >= 0].mean(), "extent": a[x >= 0].mean(), "background": a[(c < 0) & (x < 0)].mean()}
+        assert prof == pytest.approx(expected, abs=1e-5), subset
+        profiles[subset] = prof
+    assert profiles["validation"] != profiles["test"]  # each subset's own videos
+    # What the numbers mean: this model attends to cores only, so the profile says so.
+    for prof in profiles.values():
+        assert prof["core"] > 0.8 and prof["extent"] < 0.15 and prof["background"] < 0.15, prof

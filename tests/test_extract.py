@@ -174,22 +174,57 @@ def test_real_clip_end_to_end(shared_data, tmp_path):
     assert json.loads(f.attrs["settings"])["crop"] == 112
 
 
-def test_decoding_is_streamed_not_read_ahead(tmp_path):
-    # A consumer that stops after one snippet must not cause the whole video to be decoded
-    # (a 20-minute video would otherwise pile up in memory): read-ahead is a few snippets.
-    import time
+def test_decoding_is_streamed_not_read_ahead(tmp_path, monkeypatch):
+    """A consumer that stops after one snippet must not cause the whole video to be decoded
+    (a 20-minute video would otherwise pile up in memory): read-ahead is a few snippets.
 
+    Deterministic, no sleeping: the decoder thread's frame source is counted, and its queue
+    reports when a put gives up because the queue stayed full (the decoder is then stuck until
+    the consumer takes a group, so its count can grow no further). The test waits for that, or
+    for the source to run dry (the failure mode: everything decoded ahead), then reads the count.
+    """
+    import queue
+    import threading
+    import types
+
+    from extractors import video_features as vf
     from extractors.decode import DecodeStats
-    from extractors.video_features import iter_snippets
+
+    settled = threading.Event()  # set when the decoder is stuck on a full queue, or has decoded everything
+    exhausted = threading.Event()  # set when the source has no frames left
+    decoded = 0
+
+    def counting_frames(*args, **kwargs):
+        nonlocal decoded
+        for frame in real_iter_frames(*args, **kwargs):
+            decoded += 1
+            yield frame
+        exhausted.set()
+        settled.set()
+
+    class WatchedQueue(queue.Queue):
+        def put(self, item, block=True, timeout=None):
+            try:
+                super().put(item, block, timeout)
+            except queue.Full:
+                settled.set()
+                raise
+
+    real_iter_frames = vf.iter_frames
+    monkeypatch.setattr(vf, "iter_frames", counting_frames)
+    monkeypatch.setattr(vf, "queue", types.SimpleNamespace(Queue=WatchedQueue, Full=queue.Full, Empty=queue.Empty))
 
     path = write_video(tmp_path / "long.mp4", moving_square_frames(400, 32, 32, square=8, dx=0.1, dy=0), 25)
     s = ExtractSettings(crop=16, resize_short=16, flow_workers=1)
     st = DecodeStats()
     zeros = np.zeros((399, 16, 16, 2), np.uint8)  # stands in for a flow cache: no TV-L1 cost here
-    it = iter_snippets(path, s, stats=st, cached_flow=zeros)
+    it = vf.iter_snippets(path, s, stats=st, cached_flow=zeros)
     first = next(it)
-    time.sleep(1.0)
     assert first.rgb.shape == (16, 16, 16, 3)
-    assert st.n_frames <= 8 * 16 < 400, st.n_frames
+    # From here the consumer is paused; a stall seen after this point is the decoder's final state.
+    settled.clear()
+    if not exhausted.is_set():
+        assert settled.wait(timeout=60), "the decoder neither filled its queue nor finished within 60 s"
+    assert decoded <= 8 * 16 < 400, f"{decoded} of 400 frames decoded while one snippet was consumed"
     rest = list(it)
-    assert len(rest) == 24 and st.n_frames == 400 and rest[-1].flow.shape[0] == 15
+    assert len(rest) == 24 and decoded == st.n_frames == 400 and rest[-1].flow.shape[0] == 15

@@ -40,7 +40,7 @@ def dequantize_flow(q: np.ndarray, bound: float) -> np.ndarray:
 def _create_tvl1(p: TVL1Params):
     import cv2
 
-    # cv2.optflow comes from opencv-contrib; OpenCV's bundled stubs do not list its functions.
+    # OpenCV's generated stubs (opencv-contrib 5.0) declare the class but omit this factory function.
     return cv2.optflow.DualTVL1OpticalFlow_create(  # type: ignore[attr-defined]
         tau=p.tau,
         lambda_=p.lambda_,

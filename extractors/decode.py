@@ -76,13 +76,13 @@ def open_video(path: str | os.PathLike) -> tuple[av.container.InputContainer, av
     except (av.error.FFmpegError, OSError, ValueError, UnicodeDecodeError) as e:
         raise VideoError(p, f"not a readable video file ({type(e).__name__}: {e})") from e
     if not container.streams.video:
-        kinds = sorted({s.type for s in container.streams}) or ["none"]
+        kinds: list[str] = sorted({s.type for s in container.streams}) or ["none"]
         container.close()
         raise VideoError(p, f"no video stream (streams present: {', '.join(kinds)})")
     return container, container.streams.video[0]
 
 
-def _seconds(value: int, time_base: Fraction | None) -> Fraction | None:
+def _seconds(value: int | None, time_base: Fraction | None) -> Fraction | None:
     if value is None or time_base is None:
         return None
     return Fraction(value) * Fraction(time_base)
@@ -97,7 +97,8 @@ class _BestEffortTimestamp:
 
     def __init__(self) -> None:
         self.faulty_pts = self.faulty_dts = 0
-        self.last_pts = self.last_dts = None
+        self.last_pts: int | None = None
+        self.last_dts: int | None = None
 
     def pick(self, pts: int | None, dts: int | None) -> int | None:
         if dts is not None:
@@ -209,6 +210,7 @@ def iter_frames(
                 if frame.is_corrupt:
                     st.corrupt_frames += 1
                 if cur_frame is not None:
+                    assert cur_t is not None  # set together with cur_frame
                     last_interval = t - cur_t
                     while Fraction(next_i) / rate < t:
                         if cur_rgb is None:
@@ -228,6 +230,7 @@ def iter_frames(
 
         if cur_frame is None:
             raise VideoError(path, "no decodable video frames")
+        assert cur_t is not None  # set together with cur_frame
         end = cur_t + (cur_dur or last_interval or nominal)
         while Fraction(next_i) / rate < end:
             if cur_rgb is None:

@@ -40,7 +40,8 @@ def dequantize_flow(q: np.ndarray, bound: float) -> np.ndarray:
 def _create_tvl1(p: TVL1Params):
     import cv2
 
-    return cv2.optflow.DualTVL1OpticalFlow_create(
+    # OpenCV's generated stubs (opencv-contrib 5.0) declare the class but omit this factory function.
+    return cv2.optflow.DualTVL1OpticalFlow_create(  # type: ignore[attr-defined]
         tau=p.tau,
         lambda_=p.lambda_,
         theta=p.theta,

@@ -41,8 +41,8 @@ from core.device import resolve_device
 
 __all__ = ["tvl1_flow_batch", "pyramid_sizes", "OPENCV_DEFAULTS"]
 
-# OpenCV's DualTVL1OpticalFlow defaults (tvl1flow.cpp constructor).
-OPENCV_DEFAULTS = dict(
+# OpenCV's DualTVL1OpticalFlow defaults (tvl1flow.cpp constructor); ints and floats, hence Any.
+OPENCV_DEFAULTS: dict[str, Any] = dict(
     tau=0.25,
     lambda_=0.15,
     theta=0.3,
@@ -89,7 +89,8 @@ def _resolve_params(params: Any) -> _Params:
     for name in ints:
         if int(raw[name]) != raw[name]:
             raise ValueError(f"tvl1.{name}={raw[name]!r} must be an integer")
-    p = _Params(**{n: int(v) if n in ints else float(v) for n, v in raw.items()})
+    fields: dict[str, Any] = {n: int(v) if n in ints else float(v) for n, v in raw.items()}
+    p = _Params(**fields)
     if p.gamma != 0:
         raise ValueError(f"tvl1.gamma={p.gamma}: only gamma=0 (no illumination term) is implemented")
     if not 0 < p.scale_step < 1:

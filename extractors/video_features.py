@@ -148,6 +148,7 @@ def iter_snippets(
                 )
             return np.asarray(cached_flow[a:b])
         seq = frames + ([lookahead] if lookahead is not None else [])
+        assert runner is not None  # created above whenever there is no cached_flow
         return runner.submit(rgb_to_gray(np.stack(seq)))
 
     def finished(entry) -> Snippet:

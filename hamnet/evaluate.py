@@ -169,7 +169,9 @@ def _parse_thresholds(values: Sequence[Any], warnings: list[str]) -> tuple[np.nd
             raise ValueError(f"tIoU threshold {v!r} is not a number")
         if not d.is_finite() or not (0 < d <= 1):
             raise ValueError(f"tIoU threshold {v!r} must be in (0, 1]")
-        if d.as_tuple().exponent < -_THRESHOLD_DECIMALS:
+        exponent = d.as_tuple().exponent
+        assert isinstance(exponent, int)  # d is finite, so not 'n', 'N' or 'F'
+        if exponent < -_THRESHOLD_DECIMALS:
             q = d.quantize(quantum)
             warnings.append(
                 f"tIoU threshold {v!r} read as {format(q.normalize(), 'f')} "
@@ -372,14 +374,14 @@ def _parse_predictions(
             sco = [it["score"] for it in items]
             seg = [it["segment"] for it in items]
             sta = [a for a, _ in seg]
-            end = [b for _, b in seg]
+            fin = [b for _, b in seg]
         except (KeyError, TypeError, ValueError):
             raise _bad_prediction(source, vid, items) from None
         labels += lab
         scores += sco
         segs += seg
         starts += sta
-        ends += end
+        ends += fin
         vids.append(v)
         counts.append(len(items))
     n = len(scores)
@@ -416,9 +418,9 @@ def _parse_predictions(
     unknown = cls < 0
     if unknown.any():
         idx = np.flatnonzero(unknown)
-        for i in idx:
-            if not isinstance(labels[i], str):
-                raise locate(int(i))
+        for k in idx:
+            if not isinstance(labels[k], str):
+                raise locate(int(k))
         names = Counter(labels[i] for i in idx)
         listed = ", ".join(f"{k!r} ({c})" for k, c in names.most_common(_MAX_LISTED))
         more = f" and {len(names) - _MAX_LISTED} more" if len(names) > _MAX_LISTED else ""

@@ -175,7 +175,7 @@ def segments_from_cas(
     segments: list[Segment] = []
     for j, c in enumerate(kept):
         s, e, sc = soft_nms(t0, t1, scores[:, j], cfg.nms_sigma, cfg.nms_iou)
-        label = classes[c]
+        label = classes[int(c)]
         segments.extend(Segment(float(a), float(b), label, float(v)) for a, b, v in zip(s, e, sc))
     return segments, p
 

@@ -16,6 +16,10 @@ class InputStandardize(nn.Module):
     """``(x - mean) / std`` per feature dimension; the statistics are buffers, so they are saved
     in (and restored from) the checkpoint with the weights. Starts as the identity (0, 1)."""
 
+    # Registered as buffers in __init__; declared here so that they type as tensors, not Module.
+    mean: Tensor
+    std: Tensor
+
     def __init__(self, feature_dim: int):
         super().__init__()
         self.register_buffer("mean", torch.zeros(feature_dim))

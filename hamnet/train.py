@@ -25,7 +25,7 @@ from core.atomic import atomic_path
 from core.device import resolve_device
 from hamnet.config import LossConfig, ModelConfig, TrainConfig
 from hamnet.losses import LOSS_NAMES, hamnet_losses
-from hamnet.model import HamNet, build_hamnet
+from hamnet.model import HamNet, InputStandardize, build_hamnet
 from hamnet.sampling import sample_snippet_indices
 
 CHECKPOINT_FORMAT = "hamnet-checkpoint-v1"
@@ -182,6 +182,7 @@ def train_hamnet(
         if standardize:
             n = float(sum(lengths))
             mean = s1 / n
+            assert isinstance(model.input_norm, InputStandardize)  # built so by input_norm="standardize"
             model.input_norm.set_statistics(
                 torch.from_numpy(mean), torch.from_numpy(np.sqrt(np.maximum(s2 / n - mean * mean, 0.0)))
             )
@@ -218,9 +219,9 @@ def train_hamnet(
                     batch.append(
                         np.asarray(x, dtype=np.float32)[sample_snippet_indices(lengths[i], train_cfg.num_snippets, rng)]
                     )
-                x = torch.from_numpy(np.stack(batch)).to(device)
+                xb = torch.from_numpy(np.stack(batch)).to(device)
                 y = torch.from_numpy(y_all[idx]).to(device)
-                logits, attention = model(x)
+                logits, attention = model(xb)
                 terms = hamnet_losses(logits, attention, y, loss_cfg, generator=gen)
                 optimizer.zero_grad(set_to_none=True)
                 terms["total"].backward()

@@ -60,7 +60,8 @@ class VideoOutcome:
 def save_timelines(path: str | os.PathLike, timelines: Sequence[Timeline]) -> Path:
     """Write timelines to one ``.npz`` atomically (arrays by index, metadata as JSON)."""
     path = Path(path)
-    arrays: dict[str, np.ndarray] = {}
+    # Any, not np.ndarray: mypy would match the **-expanded dict against savez's allow_pickle: bool.
+    arrays: dict[str, Any] = {}
     meta = []
     for i, t in enumerate(timelines):
         arrays[f"attention_{i}"] = np.asarray(t.attention, np.float32)

@@ -216,11 +216,11 @@ def read_activitynet_json(path: str | os.PathLike, *, subsets: Iterable[str] | N
     validate_ground_truth(raw, source=str(path))
     keep = set(subsets) if subsets is not None else None
     database: dict[str, dict[str, Any]] = {}
-    for vid, e in raw["database"].items():
-        if keep is not None and e["subset"] not in keep:
+    for vid, entry in raw["database"].items():
+        if keep is not None and entry["subset"] not in keep:
             continue
         anns = []
-        for i, a in enumerate(e["annotations"]):
+        for i, a in enumerate(entry["annotations"]):
             try:
                 s, t = float(a["segment"][0]), float(a["segment"][1])
             except (TypeError, ValueError):
@@ -228,9 +228,9 @@ def read_activitynet_json(path: str | os.PathLike, *, subsets: Iterable[str] | N
                     f"{path}: video {vid!r} annotation {i}: segment {a['segment']!r} is not numeric"
                 ) from None
             anns.append({"segment": [s, t], "label": str(a["label"])})
-        duration = e.get("duration")
+        duration = entry.get("duration")
         database[vid] = {
-            "subset": str(e["subset"]),
+            "subset": str(entry["subset"]),
             "duration": float(duration) if duration not in (None, "") else None,
             "annotations": anns,
         }
@@ -270,31 +270,39 @@ def read_wtalc_annotations(annotation_dir: str | os.PathLike, *, video_ids: str 
     if video_ids not in ("videoname", "youtube"):
         raise ValueError(f"video_ids must be 'videoname' or 'youtube', got {video_ids!r}")
 
-    def load(name: str, required: bool = True) -> np.ndarray | None:
+    def load_optional(name: str) -> np.ndarray | None:
         p = root / f"{name}.npy"
         if not p.is_file():
-            if required:
-                raise AnnotationError(f"{root}: missing {name}.npy")
             return None
         try:
             return safe_load_npy(p)
         except UnsafePickleError as e:
             raise AnnotationError(str(e)) from e
 
+    def load(name: str) -> np.ndarray:
+        arr = load_optional(name)
+        if arr is None:
+            raise AnnotationError(f"{root}: missing {name}.npy")
+        return arr
+
     names = [_text(v) for v in load("videoname").ravel()]
     subsets = [_text(v) for v in load("subset").ravel()]
     classlist = [_text(v) for v in load("classlist").ravel()]
     segments = load("segments")
     labels = load("labels")
-    duration = load("duration", required=False)
-    url = load("url", required=(video_ids == "youtube"))
+    duration = load_optional("duration")
+    url = load("url") if video_ids == "youtube" else load_optional("url")
     n = len(names)
     for what, arr in (("subset", subsets), ("segments", segments), ("labels", labels)):
         if len(arr) != n:
             raise AnnotationError(f"{root}: {what}.npy has {len(arr)} entries but videoname.npy has {n}")
     if duration is not None:
         duration = np.asarray(duration, dtype=np.float64).reshape(n, -1)[:, 0]
-    keys = names if video_ids == "videoname" else [_youtube_id(_text(u)) for u in url.ravel()]
+    if video_ids == "videoname":
+        keys = names
+    else:
+        assert url is not None  # loaded as required above
+        keys = [_youtube_id(_text(u)) for u in url.ravel()]
     dup = [k for k, c in Counter(keys).items() if c > 1]
     if dup:
         raise AnnotationError(f"{root}: duplicate video ids {dup[:5]}")

@@ -129,8 +129,8 @@ def safe_load_npy(path: str | os.PathLike, *, encoding: str = "latin1") -> np.nd
                 shape, fortran, dtype = npformat.read_array_header_2_0(fh)
             else:
                 # 3.0 differs from 2.0 only in allowing UTF-8 field names; NumPy parses it
-                # through the same private helper.
-                shape, fortran, dtype = npformat._read_array_header(fh, version)  # noqa: SLF001
+                # through the same private helper (private, so absent from NumPy's stubs).
+                shape, fortran, dtype = npformat._read_array_header(fh, version)  # type: ignore[attr-defined]  # noqa: SLF001
         except ValueError as e:
             raise UnsafePickleError(f"{path}: malformed .npy header ({e})") from e
         if not dtype.hasobject:

@@ -183,7 +183,7 @@ def load_structure(
         return gt
     if not thumos_annotation_dirs:
         raise ValueError("give wtalc_annotations or thumos_annotation_dirs")
-    metas = list(thumos_meta or [None] * len(thumos_annotation_dirs))
+    metas: list[str | None] = list(thumos_meta) if thumos_meta else [None] * len(thumos_annotation_dirs)
     if len(metas) != len(thumos_annotation_dirs):
         raise ValueError("give one meta file per THUMOS14 annotation folder (or none)")
     database: dict[str, Any] = {}

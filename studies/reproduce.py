@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,7 +96,7 @@ def build_ground_truth(annotation_dir: str | os.PathLike, *, with_ambiguous: boo
 
 
 def format_paper_table(
-    name: str, recipe: DatasetRecipe, tious: Sequence[float], map_: Sequence[float], average: float
+    name: str, recipe: DatasetRecipe, tious: Iterable[float], map_: Iterable[float], average: float
 ) -> str:
     """Markdown table: the paper's row and this run's row, columns as in the paper."""
     ours = {round(float(t), 4): 100 * float(m) for t, m in zip(tious, map_)}

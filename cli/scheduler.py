@@ -60,7 +60,7 @@ def check_bind_address(address: str, expose: bool = False) -> list[str]:
     if not address.strip():
         raise Refused("an empty --address means every interface; give 127.0.0.1 or a private address")
     try:
-        ips = sorted({info[4][0] for info in socket.getaddrinfo(address, None, proto=socket.IPPROTO_TCP)})
+        ips = sorted({str(info[4][0]) for info in socket.getaddrinfo(address, None, proto=socket.IPPROTO_TCP)})
     except socket.gaierror as exc:
         raise Refused(f"--address {address}: cannot resolve it ({exc.strerror})") from None
     for ip in ips:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ from typing import Any
 
 import h5py
 import numpy as np
+from numpy.lib import format as npformat
 from tqdm import tqdm
 
 from core.atomic import atomic_open, write_json_atomic, write_text_atomic
@@ -286,10 +288,36 @@ def _object_array(items: Sequence[Any]) -> np.ndarray:
     return arr
 
 
+class _NumpyOneCompatiblePickler(pickle._Pickler):
+    """A pickler that names NumPy's internals ``numpy.core.*`` instead of ``numpy._core.*``.
+
+    NumPy 2 pickles arrays with ``numpy._core.multiarray._reconstruct``, a module NumPy 1.x
+    does not have, so an object array saved by ``np.save`` under NumPy 2 cannot be loaded by
+    the NumPy 1.x environments the authors' codebases pin (numpy/numpy issue #28340). The old
+    ``numpy.core`` spelling loads under both (NumPy 2's ``np.load`` maps it back, and so does
+    storage/safe_pickle.py). The pure-Python pickler is used because only it lets
+    ``save_global`` be overridden; the bulk of the data is bytes, written as they are.
+    """
+
+    def save_global(self, obj: Any, name: str | None = None) -> None:
+        module = getattr(obj, "__module__", "") or ""
+        if module == "numpy._core" or module.startswith("numpy._core."):
+            legacy = "numpy.core" + module[len("numpy._core") :]
+            self.write(pickle.GLOBAL + f"{legacy}\n{name or obj.__qualname__}\n".encode("ascii"))
+            self.memoize(obj)
+            return
+        super().save_global(obj, name)
+
+
 def _save_npy(path: Path, arr: np.ndarray) -> Path:
+    """Write one ``.npy`` atomically; object arrays as a NumPy-1-and-2 compatible pickle (protocol 3, as np.save)."""
     # A file object, not a name: np.save would append ".npy" to the temporary name.
     with atomic_open(path, "wb") as fh:
-        np.save(fh, arr, allow_pickle=arr.dtype.hasobject)
+        if not arr.dtype.hasobject:
+            np.save(fh, arr, allow_pickle=False)
+        else:
+            npformat.write_array_header_1_0(fh, npformat.header_data_from_array_1_0(arr))
+            _NumpyOneCompatiblePickler(fh, protocol=3).dump(arr)
     return path
 
 

@@ -7,6 +7,7 @@ video-level labels only, 4 test videos with temporal ground truth (one Ambiguous
 from __future__ import annotations
 
 import json
+import pickletools
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import pytest
 import torch
 import yaml
 from hamnet_synth import SPS, planted_dataset
+from numpy.lib import format as npformat
 
 from cli.export import main as export_main
 from hamnet.config import LocalizeConfig, LossConfig, ModelConfig, TrainConfig
@@ -178,6 +180,14 @@ def test_wtalc_files_read_by_a_loader_written_from_the_format(synth, exported):
             assert np.array_equal(safe, plain), p
     feats = safe_load_npy(wtalc_paths(out / "wtalc", "Synth")[0])
     assert feats.dtype == object and feats.ndim == 1 and len(feats) == 12
+    # NumPy 1.x can load them too: the pickles name numpy.core, never NumPy 2's numpy._core
+    for p in [wtalc_paths(out / "wtalc", "Synth")[0], *(out / "wtalc" / "Synth-Annotations").glob("*.npy")]:
+        with open(p, "rb") as fh:
+            npformat.read_magic(fh)
+            _, _, dtype = npformat.read_array_header_1_0(fh)
+            if dtype.hasobject:
+                names = {arg for op, arg, _ in pickletools.genops(fh) if "GLOBAL" in op.name}
+                assert names <= {"numpy.core.multiarray _reconstruct", "numpy ndarray", "numpy dtype"}, (p, names)
 
 
 def test_per_video_npy_and_activitynet_json(synth, exported):

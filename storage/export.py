@@ -44,6 +44,9 @@ from storage.featstore import FeatureStoreError, feature_path, read_features, sa
 
 FORMATS = ("wtalc", "opentad", "video_features")
 MANIFEST = "export.json"
+# Present while an export is being written (holds the files a previous export listed), so an
+# interrupted export can be rerun into the same folder.
+INCOMPLETE = ".export-incomplete"
 AMBIGUOUS = "Ambiguous"
 # The W-TALC layout records neither the frame rate nor the snippet length: its loaders and
 # evaluators hard-code 25 fps and 16-frame snippets (``25/16`` in the authors' code), and this
@@ -465,25 +468,27 @@ def write_opentad(
 def _prepare_output(out: Path) -> list[str]:
     """Make sure ``out`` is ours to write; returns the files a previous export listed.
 
-    ``out`` must be absent, empty, or hold a previous export (its manifest); anything else is
-    refused so an export never mixes with, or deletes, files it did not write. The previous
-    manifest is removed first, so an interrupted re-export never looks complete.
+    ``out`` must be absent, empty, or hold a previous export (its manifest) or an interrupted
+    one (its marker); anything else is refused so an export never mixes with, or deletes,
+    files it did not write. The previous manifest is replaced by the marker first, so an
+    interrupted re-export never looks complete.
     """
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out}: exists and is not a folder")
-    if not out.exists() or not any(out.iterdir()):
-        return []
-    manifest = out / MANIFEST
-    if not manifest.is_file():
-        raise ExportError(
-            f"{out}: folder is not empty and holds no previous export ({MANIFEST}); choose an empty or new folder"
-        )
-    try:
-        previous = json.loads(manifest.read_text(encoding="utf-8")).get("files", [])
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
-        raise ExportError(f"{manifest}: unreadable export manifest ({e})") from e
-    manifest.unlink()
-    return [str(p) for p in previous]
+    previous: list[str] = []
+    if out.exists() and any(out.iterdir()):
+        source = out / MANIFEST if (out / MANIFEST).is_file() else out / INCOMPLETE
+        if not source.is_file():
+            raise ExportError(
+                f"{out}: folder is not empty and holds no previous export ({MANIFEST}); choose an empty or new folder"
+            )
+        try:
+            previous = [str(p) for p in json.loads(source.read_text(encoding="utf-8")).get("files", [])]
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
+            raise ExportError(f"{source}: unreadable export record ({e})") from e
+    write_json_atomic(out / INCOMPLETE, {"files": previous})
+    (out / MANIFEST).unlink(missing_ok=True)
+    return previous
 
 
 def export_store(
@@ -572,6 +577,7 @@ def export_store(
         "files": rel,
     }
     write_json_atomic(out / MANIFEST, manifest, indent=1)
+    (out / INCOMPLETE).unlink()
     return manifest
 
 

@@ -298,6 +298,18 @@ def test_reexport_replaces_a_previous_export_and_its_stale_files(synth, tmp_path
     assert m["videos"] == 2 and m["missing_features"] == ["trn002"]
     assert not list(out.rglob("*.partial"))
 
+    # an interrupted export (a feature file turned unreadable after planning) leaves no
+    # manifest, and can be rerun into the same folder
+    plan = plan_export(store, labels=labels)
+    good = feature_path(store, "trn001").read_bytes()
+    feature_path(store, "trn001").write_bytes(b"garbage")
+    with pytest.raises(ExportError, match=r"trn001.h5: not a readable HDF5"):
+        export_store(plan, out, progress=False)
+    assert not (out / "export.json").exists() and (out / "opentad" / "features" / "trn000.npy").is_file()
+    feature_path(store, "trn001").write_bytes(good)
+    assert export_store(plan, out, progress=False)["videos"] == 2
+    assert sorted(p.name for p in out.iterdir()) == ["export.json", "opentad", "video_features", "wtalc"]
+
 
 def test_command_line(synth, tmp_path, capsys):
     labels = write_labels_csv(tmp_path / "labels.csv", {f"{v}.mp4": ls for v, ls in synth["labels"].items()})

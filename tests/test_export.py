@@ -136,17 +136,18 @@ def _wtalc_loader(root: Path, name: str):
     subset = [s.decode("utf-8") for s in load("subset")]
     classlist = sorted(c.decode() for c in load("classlist"))
     index = {c: i for i, c in enumerate(classlist)}
+    labels_all, segments, labels, duration = (load(n) for n in ("labels_all", "segments", "labels", "duration"))
     videos = {}
     for i, vid in enumerate(names):
         multihot = np.zeros(len(classlist), np.float32)
-        multihot[[index[c] for c in load("labels_all")[i]]] = 1
+        multihot[[index[c] for c in labels_all[i]]] = 1
         videos[vid] = {
             "features": feats[i],
             "subset": subset[i],
             "multihot": multihot,
-            "segments": [list(map(float, s)) for s in load("segments")[i]],
-            "segment_labels": [index[c] for c in load("labels")[i]],
-            "duration": float(load("duration")[i][0]),
+            "segments": [list(map(float, s)) for s in segments[i]],
+            "segment_labels": [index[c] for c in labels[i]],
+            "duration": float(duration[i][0]),
         }
     ambiguous = [line.rstrip("\n").split(" ") for line in open(a / "Ambiguous_test.txt")]
     return videos, classlist, ambiguous
@@ -327,3 +328,38 @@ def test_command_line(synth, tmp_path, capsys):
     assert (out / "wtalc" / "Thumos14like-I3D-JOINTFeatures.npy").is_file()
     assert export_main([*args, "--overrides", "train.epoch=3"]) == 2
     assert "unknown setting 'train.epoch'" in capsys.readouterr().err
+
+
+def test_public_thumos14reduced_annotations_are_rewritten_as_published(shared_data, tmp_path):
+    """The real W-TALC annotation folder -> a store of stand-in features -> export: every
+    video's subset, duration, segments, labels and Ambiguous intervals come out as published."""
+    src = shared_data / "thumos14" / "wtalc" / "Thumos14reduced-Annotations"
+    ann = read_wtalc_annotations(src)
+    store = tmp_path / "store"
+    for vid, e in ann["database"].items():
+        T = max(1, int(e["duration"] * 25 / 16))
+        x = np.zeros((T, 2), np.float32)
+        write_features(
+            feature_path(store, vid), x[:, :1], x[:, 1:], video_id=vid, fps=25.0, frames_per_snippet=16,
+            n_frames=int(round(e["duration"] * 25)), duration=e["duration"], source=vid,
+        )  # fmt: skip
+    amb_lines = (src / "Ambiguous_test.txt").read_text().splitlines()
+    gt = {"database": {v: {**e, "annotations": list(e["annotations"])} for v, e in ann["database"].items()}}
+    for line in amb_lines:
+        vid, _, s, t = line.split(" ")
+        if vid in gt["database"]:
+            gt["database"][vid]["annotations"].append({"segment": [float(s), float(t)], "label": "Ambiguous"})
+    plan = plan_export(store, labels=ann["video_labels"], ground_truth=gt, train_subset="validation")
+    export_store(plan, tmp_path / "out", formats=["wtalc"], name="Thumos14reduced", progress=False)
+
+    videos, classlist, _ = _wtalc_loader(tmp_path / "out" / "wtalc", "Thumos14reduced")
+    assert classlist == ann["classes"] and set(videos) == set(ann["database"])
+    for vid, e in ann["database"].items():
+        v = videos[vid]
+        assert v["subset"] == e["subset"] and v["duration"] == e["duration"]
+        assert sorted(classlist[i] for i in np.flatnonzero(v["multihot"])) == sorted(set(ann["video_labels"][vid]))
+        ours = sorted((*s, classlist[c]) for s, c in zip(v["segments"], v["segment_labels"]))
+        assert ours == sorted((*a["segment"], a["label"]) for a in e["annotations"]), vid
+    exported = (tmp_path / "out" / "wtalc" / "Thumos14reduced-Annotations" / "Ambiguous_test.txt").read_text()
+    kept = [line for line in amb_lines if line.split(" ")[0] in ann["database"]]
+    assert sorted(exported.splitlines()) == sorted(kept) and len(kept) > 50

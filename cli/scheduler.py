@@ -1,4 +1,4 @@
-"""``python -m cli.scheduler start|stop|status``: Luigi's central scheduler, started safely.
+"""``hamnet-scheduler start|stop|status``: Luigi's central scheduler, started safely.
 
 ``luigid`` has no authentication: whoever reaches its port can read every task's parameters,
 mark tasks done or failed, disable workers and stop a run, and can make a worker run any task
@@ -267,7 +267,7 @@ def _fmt(sockets: list[tuple[str, int]]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m cli.scheduler", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="hamnet-scheduler", description=__doc__.split("\n\n")[0])
     p.add_argument("action", choices=["start", "stop", "status"])
     p.add_argument("--output-dir", default="demo_out", help="storage root; state goes to <output-dir>/scheduler")
     p.add_argument("--state-dir", default=None, help="private folder (0700) for state, logs and pid file instead")

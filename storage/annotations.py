@@ -262,7 +262,10 @@ def read_wtalc_annotations(annotation_dir: str | os.PathLike, *, video_ids: str 
     YouTube id parsed from ``url.npy`` (ActivityNet folders), so the result can be compared
     with the official ActivityNet JSON. The result carries ``"classes"`` (``classlist.npy``
     order, which is the order the public features' class indices use) and ``"order"`` (the
-    video keys in file order: the order of the rows of the matching features file).
+    video keys in file order: the order of the rows of the matching features file). When the
+    folder has ``labels_all.npy`` (the per-video labels the authors' loaders train on), the
+    result also carries ``"video_labels"``: ``{key: [class, ...]}``; it differs from the
+    classes of the segments for videos with weak labels only (no temporal annotations).
     """
     root = Path(annotation_dir)
     if not root.is_dir():
@@ -292,9 +295,10 @@ def read_wtalc_annotations(annotation_dir: str | os.PathLike, *, video_ids: str 
     labels = load("labels")
     duration = load_optional("duration")
     url = load("url") if video_ids == "youtube" else load_optional("url")
+    labels_all = load_optional("labels_all")
     n = len(names)
-    for what, arr in (("subset", subsets), ("segments", segments), ("labels", labels)):
-        if len(arr) != n:
+    for what, arr in (("subset", subsets), ("segments", segments), ("labels", labels), ("labels_all", labels_all)):
+        if arr is not None and len(arr) != n:
             raise AnnotationError(f"{root}: {what}.npy has {len(arr)} entries but videoname.npy has {n}")
     if duration is not None:
         duration = np.asarray(duration, dtype=np.float64).reshape(n, -1)[:, 0]
@@ -328,7 +332,19 @@ def read_wtalc_annotations(annotation_dir: str | os.PathLike, *, video_ids: str 
         }
         if video_ids == "youtube":
             database[key]["wtalc_name"] = names[i]
-    return {"database": database, "classes": classlist, "order": keys}
+    out: dict[str, Any] = {"database": database, "classes": classlist, "order": keys}
+    if labels_all is not None:
+        video_labels: dict[str, list[str]] = {}
+        for i, key in enumerate(keys):
+            labs = [_text(x) for x in labels_all[i]]
+            unknown = [lab for lab in labs if lab not in known]
+            if unknown:
+                raise AnnotationError(
+                    f"{root}: video {names[i]!r}: label(s) {unknown} in labels_all.npy are not in classlist.npy"
+                )
+            video_labels[key] = labs
+        out["video_labels"] = video_labels
+    return out
 
 
 # --------------------------------------------------------------------------------------

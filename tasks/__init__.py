@@ -31,6 +31,7 @@ _add_shipped_config()
 
 from tasks.common import PipelineTask  # noqa: E402
 from tasks.dataset import Evaluate, FeatureIndex, Localize, Report, RunAll, Train, VideosFailed  # noqa: E402
+from tasks.export import ExportFeatures  # noqa: E402
 from tasks.videos import FlowCache, MakeDemo, VideoFeatures  # noqa: E402
 
 __all__ = [
@@ -45,4 +46,5 @@ __all__ = [
     "Report",
     "RunAll",
     "VideosFailed",
+    "ExportFeatures",
 ]

@@ -307,8 +307,19 @@ class RunAll(PipelineTask):
     videos keeps reporting them, and failing, on every rerun).
     """
 
+    export = luigi.BoolParameter(default=False, description="also write an export (tasks/export.py, docs/export.md)")
+
     def requires(self):
-        return {"report": self.clone(Report), "index": self.clone(FeatureIndex), "localize": self.clone(Localize)}
+        deps = {"report": self.clone(Report), "index": self.clone(FeatureIndex), "localize": self.clone(Localize)}
+        if self.export:  # issue 15: optional export; imported here because tasks.export imports this module
+            from tasks.export import ExportFeatures
+
+            deps["export"] = self.clone(ExportFeatures)
+        return deps
+
+    def complete(self):
+        # issue 15: --export asked for after a finished run must still write the export.
+        return super().complete() and (not self.export or self.requires()["export"].complete())
 
     def output(self):
         return luigi.LocalTarget(str(self.root / "done" / f"{self.requires()['report'].report_hash()}.json"))

@@ -25,8 +25,16 @@ def fresh_runlog(monkeypatch):
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     pipeline_level = logging.getLogger("hamnet.pipeline").level
+    # Another test's luigi.build may have set Luigi's logger level (from luigi.cfg): start from
+    # the state a fresh command has, where its INFO records propagate to the root.
+    luigi_log = logging.getLogger("luigi-interface")
+    luigi_state = (luigi_log.level, luigi_log.propagate)
+    luigi_log.setLevel(logging.NOTSET)
+    luigi_log.propagate = True
     monkeypatch.setattr(runlog, "_active", {"pid": None, "root": None, "handler": None, "path": None})
     yield
+    luigi_log.setLevel(luigi_state[0])
+    luigi_log.propagate = luigi_state[1]
     for h in root.handlers:
         if h not in handlers:
             root.removeHandler(h)

@@ -318,14 +318,19 @@ class Report(PipelineTask):
     def report_hash(self) -> str:
         deps = self.requires()
         return settings_hash(
-            deps["localize"].loc_hash(), deps["evaluate"].output().path if "evaluate" in deps else None
+            deps["localize"].loc_hash(),
+            deps["evaluate"].output().path if "evaluate" in deps else None,
+            self.cfg["report"],
+            self.input_identity(self.labels_path),  # which videos are training videos
         )
 
     def output(self):
         return luigi.LocalTarget(str(self.root / "report" / self.report_hash() / "report.html"))
 
     def run(self):
-        from pipeline.report import load_timelines, write_report
+        from pipeline.report import load_timelines, run_info, write_report
+        from pipeline.report_config import ReportConfig
+        from storage.labels import read_labels_csv
 
         start_run_log(self.output_dir)
         remove_stale_partials(self.output().path)
@@ -338,11 +343,9 @@ class Report(PipelineTask):
             gt_raw = _load_ground_truth(self.ground_truth_path)
             gt = {"database": map_to_ids(gt_raw["database"], self.videos())[0]}
         name = self.config or ("demo" if self.is_demo else "thumos14")
-        notes = [
-            f"config: {name}" + (f" with overrides {self.overrides!r}" if self.overrides else ""),
-            f"videos: {self.videos_path}",
-            f"localizations: {loc_dir}",
-        ]
+        notes = []
+        labels_path = self.labels_path
+        train_videos = map_to_ids(read_labels_csv(labels_path), self.videos())[0] if labels_path else {}
         if self.is_demo:
             notes.insert(
                 0,
@@ -358,6 +361,18 @@ class Report(PipelineTask):
             ground_truth=gt,
             random_backbone=bool(index.get("random_backbone")),
             notes=notes,
+            info=run_info(
+                cfg=self.cfg,
+                config_name=name,
+                overrides=self.overrides,
+                feature_inputs=self.extract_settings.feature_inputs(),
+                subset=self.subset,
+                localizations=loc_dir,
+                videos=self.videos_path,
+            ),
+            train_videos=set(train_videos),
+            settings=ReportConfig.from_dict(self.cfg["report"]),
+            progress=True,
         )
         log.info("report: %s", self.output().path)
 
@@ -399,6 +414,7 @@ class RunAll(PipelineTask):
         return luigi.LocalTarget(str(self.root / "done" / f"{self.requires()['report'].report_hash()}.json"))
 
     def run(self):
+        from pipeline.report import publish_index
         from pipeline.runlog import format_summary
 
         start_run_log(self.output_dir)
@@ -412,7 +428,7 @@ class RunAll(PipelineTask):
             f"results: {self.root / 'results.json'}\n"
         )
         write_text_atomic(self.root / "summary.txt", text)
-        _copy_atomic(self.input()["report"].path, self.root / "report.html")
+        publish_index(self.input()["report"].path, self.root / "report.html")
         _copy_atomic(self.input()["localize"].path, self.root / "results.json")
         log.info("run summary (%s):\n%s", self.root / "summary.txt", text)
         failed = [o for o in outcomes if o.status != "ok"]

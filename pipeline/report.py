@@ -470,6 +470,7 @@ def _index_page(
         ap = np.asarray(metrics.get("ap", []), dtype=float)
         if ap.size:
             body.append("<h2>AP (%) per class</h2>")
+            body.append("<div class='row'>")
             if chart:
                 body.append(img(chart[0], "AP per class", chart[1]))
             body.append(
@@ -482,6 +483,7 @@ def _index_page(
                     sortable=True,
                 )
             )
+            body.append("</div>")
         for w in metrics.get("warnings", []):
             body.append(f"<p class='warn'>evaluation: {esc(w)}</p>")
     else:

@@ -18,7 +18,7 @@ class ReportConfig:
 
     min_score: float = 0.1  # predictions scoring below this are not drawn (they stay in the results)
     nms_tiou: float = 0.3  # display-only NMS within a class: drop a prediction overlapping a better one this much
-    top_per_class: int = 10  # at most this many predictions drawn per class and video
+    top_per_class: int = 50  # at most this many predictions drawn per class and video
     include_train: bool = False  # also draw the training videos (they have no ground truth)
 
     @classmethod

@@ -17,6 +17,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display on workers; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.transforms import blended_transform_factory  # noqa: E402
 
@@ -133,6 +134,7 @@ def timeline_figure(
     height = top + h_lanes + gap + h_att + gap + h_cas + bottom
     ax_w = FIG_WIDTH - left - right
     fig = Figure(figsize=(FIG_WIDTH, height), dpi=DPI)
+    FigureCanvasAgg(fig)  # a canvas that can measure text, for callers that check the layout
 
     def rect(y_from_top: float, h: float) -> list[float]:
         return [left / FIG_WIDTH, 1 - (y_from_top + h) / height, ax_w / FIG_WIDTH, h / height]
@@ -210,9 +212,11 @@ def ap_chart(classes: Sequence[str], ap: np.ndarray, thresholds: Sequence[float]
     order = np.argsort(-avg, kind="stable")
     n = len(classes)
     label_w = max([_text_width_in(c, 8) for c in classes] + [0.8]) + 0.2
-    height = 0.55 + 0.24 * n + 0.15
-    fig = Figure(figsize=(8.0, height), dpi=DPI)
-    ax = fig.add_axes([label_w / 8.0, 0.5 / height, (8.0 - label_w - 1.6) / 8.0, (height - 0.65) / height])
+    height = 0.5 + 0.24 * n + 0.4
+    width = 6.2  # inches: leaves room for the AP table beside the chart on a 1140-px page
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes([label_w / width, 0.5 / height, (width - label_w - 0.1) / width, (height - 0.9) / height])
     y = np.arange(n)[::-1]
     bar = 0.38 if at5 is not None else 0.7
     ax.barh(
@@ -227,7 +231,8 @@ def ap_chart(classes: Sequence[str], ap: np.ndarray, thresholds: Sequence[float]
     ax.tick_params(axis="x", labelsize=7)
     ax.grid(axis="x", color="#ddd", lw=0.6)
     ax.set_axisbelow(True)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False, borderaxespad=0.0)
+    # Above the axes, outside them: a legend inside would cover the longest bars.
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, fontsize=8, frameon=False, borderaxespad=0.2)
     return fig
 
 

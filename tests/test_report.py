@@ -87,7 +87,15 @@ def test_lanes_never_overlap_and_are_as_few_as_the_deepest_overlap():
 def _figure(gt, preds, classes=CLASSES):
     t = _timeline(segments=preds)
     return timeline_figure(
-        t.video_id, t.seconds_per_snippet, t.attention, t.cas, classes, t.video_scores, gt, preds, class_colours(classes)
+        t.video_id,
+        t.seconds_per_snippet,
+        t.attention,
+        t.cas,
+        classes,
+        t.video_scores,
+        gt,
+        preds,
+        class_colours(classes),
     )
 
 
@@ -116,7 +124,10 @@ def test_figure_labels_never_overlap_and_the_legend_covers_no_axes():
 
 
 def test_per_video_ap_is_the_evaluator_on_one_video():
-    gt = {"subset": "test", "annotations": [{"segment": [10.0, 20.0], "label": "a"}, {"segment": [50, 55], "label": "Ambiguous"}]}
+    gt = {
+        "subset": "test",
+        "annotations": [{"segment": [10.0, 20.0], "label": "a"}, {"segment": [50, 55], "label": "Ambiguous"}],
+    }
     hit, miss = _p(10.5, 19.5, "a", 0.5), _p(30.0, 40.0, "a", 0.9)
     assert per_video_ap("v", gt, [hit], "activitynet") == (1.0, "")
     assert per_video_ap("v", gt, [miss, hit], "activitynet") == (0.5, "")  # FP ranked first: precision 1/2

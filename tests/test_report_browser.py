@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from browser import Browser, find_chromium
+
 from pipeline.report import VideoOutcome, publish_index, write_report
 
 REPO = Path(__file__).resolve().parent.parent

@@ -163,19 +163,21 @@ def run_info(
     *,
     cfg: Mapping[str, Any],
     config_name: str,
+    config_hash: str,
     overrides: str,
     feature_inputs: Mapping[str, Any],
     subset: str,
     localizations: str | os.PathLike = "",
     videos: str | os.PathLike = "",
 ) -> dict[str, Any]:
-    """What the index header says about how the run was made (the task passes its settings)."""
-    from pipeline.config import settings_hash
+    """What the index header says about how the run was made (the task passes its settings).
 
+    ``config_hash``: the hash of the resolved settings ``cfg`` (the task's settings_hash).
+    """
     return {
         "config": config_name,
         "overrides": overrides,
-        "config_hash": settings_hash(cfg),
+        "config_hash": config_hash,
         "backbone": dict(feature_inputs),
         "mode": cfg.get("evaluate", {}).get("mode", ""),
         "subset": subset,

@@ -19,7 +19,7 @@ dl.meta{display:grid;grid-template-columns:max-content auto;gap:2px 14px;font-si
 dl.meta dd{margin:0;font-family:monospace}th.sort{cursor:pointer;user-select:none}th.sort:hover{background:#e4e4e4}
 th.sort::after{content:" \\2195";color:#999}nav a{margin-right:1.2em}img.fig{display:block;max-width:100%;height:auto}
 .small{font-size:.9em;color:#444}.row{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start}
-.row img.fig{flex:none}"""
+.row img.fig{flex:1 1 360px;max-width:620px;min-width:0}"""
 
 # Sorts the table with class "sortable" by a clicked column, using each cell's data-v.
 SORT_JS = """document.querySelectorAll('table.sortable').forEach(function(t){

@@ -320,7 +320,7 @@ class Report(PipelineTask):
         return settings_hash(
             deps["localize"].loc_hash(),
             deps["evaluate"].output().path if "evaluate" in deps else None,
-            self.cfg["report"],
+            self.cfg.get("report", {}),
             self.input_identity(self.labels_path),  # which videos are training videos
         )
 
@@ -364,6 +364,7 @@ class Report(PipelineTask):
             info=run_info(
                 cfg=self.cfg,
                 config_name=name,
+                config_hash=settings_hash(self.cfg),
                 overrides=self.overrides,
                 feature_inputs=self.extract_settings.feature_inputs(),
                 subset=self.subset,
@@ -371,7 +372,7 @@ class Report(PipelineTask):
                 videos=self.videos_path,
             ),
             train_videos=set(train_videos),
-            settings=ReportConfig.from_dict(self.cfg["report"]),
+            settings=ReportConfig.from_dict(self.cfg.get("report", {})),
             progress=True,
         )
         log.info("report: %s", self.output().path)

@@ -113,10 +113,10 @@ def synthetic_timeline(vid: str, duration: float, anns: list[dict], classes: lis
     return Timeline(vid, SPS, att.astype(np.float32), cas.astype(np.float32), classes, scores.astype(np.float32), preds)
 
 
-def _cpu_seconds() -> float:
-    """User + system CPU time of this process and its finished children (the figure workers)."""
+def _cpu_seconds() -> tuple[float, float]:
+    """User + system CPU time of this process, and of its finished children (the figure workers)."""
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+    return own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime
 
 
 def main() -> None:
@@ -200,15 +200,21 @@ def main() -> None:
         progress=True,
     )
     wall = time.perf_counter() - t0
-    cpu = _cpu_seconds() - cpu0
+    cpu1 = _cpu_seconds()
+    main_cpu, worker_cpu = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
     index = (out / "report.html").stat().st_size
     chart = (out / "ap_per_class.png").stat().st_size
     total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     pages = len(list((out / "videos").glob("*.html")))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(
-        f"report build: {wall:.1f} s wall, {cpu:.1f} CPU-s in all processes ({cores} usable cores, "
-        f"workers={args.workers or cores}, load average {os.getloadavg()[0]:.1f}), {pages} timeline pages"
+        f"report build: {wall:.1f} s wall (load average {os.getloadavg()[0]:.1f} on {cores} usable cores), "
+        f"{pages} timeline pages"
+    )
+    workers = args.workers or cores
+    print(
+        f"CPU: {main_cpu:.1f} s in the main process + {worker_cpu:.1f} s in {workers} figure workers; "
+        f"on {workers} idle cores that is about {main_cpu + worker_cpu / workers:.0f} s wall"
     )
     print(f"index page: {index / 1e3:.0f} kB; first view (index + AP chart): {(index + chart) / 1e3:.0f} kB")
     print(f"report directory: {total / 1e6:.1f} MB in {sum(1 for p in out.rglob('*') if p.is_file())} files -> {out}")

@@ -327,8 +327,9 @@ def write_report(
     colours = class_colours(all_classes)
     by_id = {t.video_id: t for t in timelines}
     drawn = [r for r in rows if r.video_id in by_id and (r.split == "test" or settings.include_train)]
+    drawn_ids = {r.video_id for r in drawn}
     for r in rows:
-        if r.video_id in by_id and r not in drawn:
+        if r.video_id in by_id and r.video_id not in drawn_ids:
             r.note = r.note or "training video: not drawn"
     jobs = []
     for r in drawn:
@@ -388,7 +389,6 @@ def write_report(
         chart=chart,
         rule=rule,
         score=score,
-        settings=settings,
     )
     return write_text_atomic(path, index)  # last: the index marks the report complete
 
@@ -409,7 +409,6 @@ def _index_page(
     chart: tuple[str, tuple[int, int]] | None,
     rule: str,
     score: str,
-    settings: ReportConfig,
 ) -> str:
     body = [f"<h1>{esc(title)}</h1>"]
     warnings = []

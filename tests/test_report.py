@@ -246,14 +246,19 @@ def test_training_videos_are_drawn_only_when_asked_and_without_metrics_no_ap(tmp
     assert all(r[6] == "" for r in _rows(html))
 
 
-def test_figures_drawn_by_worker_processes_match_the_pages(tmp_path):
-    timelines = [_timeline(f"v{i:02d}", T=20 + i) for i in range(13)]  # above the pool threshold
+def test_figures_drawn_by_worker_processes_match_the_pages(tmp_path, monkeypatch):
+    import pipeline.report
+
+    monkeypatch.setattr(pipeline.report, "_MIN_FIGURES_FOR_POOL", 2)  # a pool for 3 videos: cheap to test
+    timelines = [_timeline(f"v{i:02d}", T=20 + 7 * i) for i in range(3)]
     outcomes = [VideoOutcome(t.video_id, "x.mp4", "ok", duration=0.64 * len(t.attention)) for t in timelines]
     index = write_report(tmp_path / "report.html", title="T", timelines=timelines, outcomes=outcomes, workers=2)
+    from PIL import Image
+
     for t in timelines:
         page = (index.parent / "videos" / f"{t.video_id}.html").read_text()
-        assert (index.parent / "videos" / f"{t.video_id}.png").stat().st_size > 1000
-        assert "height='" in page
+        with Image.open(index.parent / "videos" / f"{t.video_id}.png") as im:
+            assert f"width='{im.width}' height='{im.height}'" in page  # the size the worker reported
 
 
 def test_published_index_links_back_into_the_report_directory(tmp_path):

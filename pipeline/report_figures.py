@@ -35,14 +35,15 @@ LEGEND_WIDTH = 1.9  # inches kept free on the right for the class-activation leg
 def class_colours(classes: Sequence[str]) -> dict[str, Any]:
     """One colour per class, the same on every page of a report.
 
-    Up to 10 classes get tab10's distinct colours, up to 20 tab20's (dark shades first); beyond
-    that colours repeat, and the lane labels still name each class.
+    Strong colours first (tab10), then their light shades (tab20), then tab20b's; greys are left
+    out because grey means "Ambiguous" here. That gives 23 distinct colours (THUMOS14 has 20);
+    beyond that colours repeat, and the lane labels still name each class.
     """
-    if len(classes) <= 10:
-        palette = [plt.get_cmap("tab10")(i) for i in range(10)]
-    else:
-        tab20 = plt.get_cmap("tab20")
-        palette = [tab20(i) for i in range(0, 20, 2)] + [tab20(i) for i in range(1, 20, 2)]
+    tab10, tab20, tab20b = (plt.get_cmap(n) for n in ("tab10", "tab20", "tab20b"))
+    palette = [tab10(i) for i in range(10) if i != 7]  # 7: grey
+    if len(classes) > len(palette):
+        palette += [tab20(i) for i in range(1, 20, 2) if i != 15]  # light shades; 15: light grey
+        palette += [tab20b(i) for i in range(0, 20, 4)]
     out = {c: palette[i % len(palette)] for i, c in enumerate(sorted(classes))}
     out[AMBIGUOUS] = (0.6, 0.6, 0.6, 1.0)
     return out

@@ -294,3 +294,11 @@ def test_summary_lists_every_video_and_skipped_file(tmp_path):
     (tmp_path / ".y.h5.abc.partial").write_text("")
     assert [p.name for p in remove_stale_partials(tmp_path / "x.h5")] == [".x.h5.abc.partial"]
     assert (tmp_path / ".y.h5.abc.partial").exists()
+
+
+def test_class_colours_are_distinct_and_never_the_grey_of_ambiguous():
+    classes = [f"class{i:02d}" for i in range(23)]
+    colours = class_colours(classes)
+    rgb = [tuple(round(float(x), 3) for x in colours[c][:3]) for c in classes]
+    assert len(set(rgb)) == 23
+    assert not [c for c in rgb if max(c) - min(c) < 0.05]  # no grey: grey marks Ambiguous intervals

@@ -35,15 +35,16 @@ LEGEND_WIDTH = 1.9  # inches kept free on the right for the class-activation leg
 def class_colours(classes: Sequence[str]) -> dict[str, Any]:
     """One colour per class, the same on every page of a report.
 
-    Strong colours first (tab10), then their light shades (tab20), then tab20b's; greys are left
-    out because grey means "Ambiguous" here. That gives 23 distinct colours (THUMOS14 has 20);
-    beyond that colours repeat, and the lane labels still name each class.
+    Strong colours first (tab10, then tab20b's darkest), then tab10's light shades (from tab20),
+    which are easy to confuse with their strong ones; greys are left out because grey means
+    "Ambiguous" here. That gives 23 distinct colours (THUMOS14 has 20); beyond that colours
+    repeat, and the lane labels still name each class.
     """
     tab10, tab20, tab20b = (plt.get_cmap(n) for n in ("tab10", "tab20", "tab20b"))
     palette = [tab10(i) for i in range(10) if i != 7]  # 7: grey
     if len(classes) > len(palette):
+        palette += [tab20b(i) for i in (0, 12, 8, 16, 4)]
         palette += [tab20(i) for i in range(1, 20, 2) if i != 15]  # light shades; 15: light grey
-        palette += [tab20b(i) for i in range(0, 20, 4)]
     out = {c: palette[i % len(palette)] for i, c in enumerate(sorted(classes))}
     out[AMBIGUOUS] = (0.6, 0.6, 0.6, 1.0)
     return out

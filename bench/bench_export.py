@@ -1,6 +1,6 @@
 """Export throughput on a synthetic store, and the cost of the NumPy-1-compatible pickler.
 
-    python bench/bench_export.py [--videos 40] [--snippets 400] [--dim 1024]
+    python -m bench.bench_export [--videos 40] [--snippets 400] [--dim 1024]
 
 Prints seconds and MB/s per format (each run alone, fresh output folder), and the time to
 write the W-TALC joint features file with our pickler (storage/export.py) against

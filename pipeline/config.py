@@ -36,6 +36,7 @@ from hamnet.config import (
     TrainConfig,
     hamnet_settings,
 )
+from pipeline.report_config import ReportConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -94,6 +95,7 @@ def default_config() -> dict[str, Any]:
         "train": TrainConfig().to_dict(),
         "localize": LocalizeConfig().to_dict(),
         "evaluate": EvaluateConfig().to_dict(),
+        "report": ReportConfig().to_dict(),
     }
 
 
@@ -146,6 +148,7 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
         ExtractSettings.from_dict(cfg["extract"])
         hamnet_settings(cfg)
         EvaluateConfig.from_dict(cfg["evaluate"])
+        ReportConfig.from_dict(cfg["report"])
     except (TypeError, ValueError) as e:
         raise ConfigError(str(e)) from e
 

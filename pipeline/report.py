@@ -1,9 +1,17 @@
-"""The run report: one self-contained HTML file (figures embedded as base64 PNG).
+"""The run report: an index page plus one timeline page per localized video.
 
-It shows, in this order: warnings that change how to read the numbers (first of all a random
-backbone), the detection mAP per tIoU, AP per class, the outcome of every video, and per-video
-timelines in the manner of the paper's Fig. 5: ground truth, predicted segments, the
-attention and the class activation over time.
+Layout of a report directory (all files written atomically, the index last, since its
+presence marks the report complete)::
+
+    report.html           index: run header, mAP per tIoU, AP per class (chart and table),
+                          the display rule, one sortable row per video, worst-localized first
+    ap_per_class.png      the AP chart
+    videos/<id>.html      one page per drawn video: its timeline (the paper's Fig. 5 layout:
+    videos/<id>.png       ground truth, predictions, attention, class activation) and tables
+
+The index carries no timeline image, so it stays small at any dataset size (213 THUMOS14 test
+videos: see docs/pipeline.md for the measured size and build time). Figures are drawn in
+parallel worker processes.
 
 Timelines are the per-video arrays localization produces (attention, attention-weighted
 class activation); :func:`save_timelines` / :func:`load_timelines` keep them in one ``.npz``
@@ -12,23 +20,29 @@ next to the localization results so the report can be rebuilt without the model.
 
 from __future__ import annotations
 
-import base64
-import html
-import io
+import datetime
 import json
+import multiprocessing
 import os
-from collections.abc import Mapping, Sequence
+import urllib.parse
+from collections.abc import Collection, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display on workers; must precede pyplot
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from tqdm import tqdm
 
 from core.atomic import atomic_open, write_text_atomic
+from pipeline.report_config import ReportConfig, score_text
+from pipeline.report_display import display_predictions
+from pipeline.report_html import Cell, esc, img, meta_list, page, table
+
+INDEX_NAME = "report.html"
+VIDEO_DIR = "videos"
+# Below this many figures a worker pool costs more (process start, imports) than it saves.
+_MIN_FIGURES_FOR_POOL = 12
 
 
 @dataclass
@@ -103,85 +117,177 @@ def load_timelines(path: str | os.PathLike) -> list[Timeline]:
         raise ValueError(f"{path}: not a readable timelines file ({e})") from e
 
 
-def timeline_figure(
-    t: Timeline, gt_segments: Sequence[dict[str, Any]] = (), *, max_classes: int = 4, max_predictions: int = 12
-) -> plt.Figure:
-    """Fig.-5-style plot of one video: GT and predicted segments, attention, class activation."""
-    duration = max(len(t.attention) * t.seconds_per_snippet, 1e-6)
-    times = (np.arange(len(t.attention)) + 0.5) * t.seconds_per_snippet
-    gt_classes = sorted({g["label"] for g in gt_segments})
-    # Classes worth drawing: the ground-truth ones, then the highest-scoring predictions.
-    ranked = [t.classes[i] for i in np.argsort(-np.asarray(t.video_scores))]
-    shown = (gt_classes + [c for c in ranked if c not in gt_classes])[: max(max_classes, len(gt_classes))]
-    cmap = plt.get_cmap("tab10")
-    colour = {c: cmap(i % 10) for i, c in enumerate(t.classes)}
+@dataclass
+class VideoRow:
+    """One row of the index: a video, what happened to it, and how well it was localized."""
 
-    fig, axes = plt.subplots(3, 1, figsize=(9, 4.2), sharex=True, gridspec_kw={"height_ratios": [1.1, 1, 1.3]})
-    ax = axes[0]
-    for g in gt_segments:
-        s, e = g["segment"]
-        ax.broken_barh([(s, e - s)], (1.05, 0.8), color=colour.get(g["label"], "grey"))
-        ax.text((s + e) / 2, 1.45, g["label"], ha="center", va="center", fontsize=7, color="white", clip_on=True)
-    preds = sorted(t.segments, key=lambda p: -p["score"])[:max_predictions]
-    top = max([p["score"] for p in preds], default=1.0) or 1.0
-    for p in preds:
-        s, e = p["segment"]
-        alpha = float(np.clip(0.25 + 0.75 * p["score"] / top, 0.25, 1.0))
-        ax.broken_barh([(s, e - s)], (0.05, 0.8), color=colour.get(p["label"], "grey"), alpha=alpha)
-    for p in preds[:3]:  # name the best few; more would overlap
-        ax.text(
-            (p["segment"][0] + p["segment"][1]) / 2,
-            0.45,
-            f"{p['label']} {p['score']:.2f}",
-            ha="center",
-            va="center",
-            fontsize=7,
-            clip_on=True,
+    video_id: str
+    split: str  # "test" | "train" (train: labelled for training, no ground truth by definition)
+    status: str  # "ok" | "failed"
+    reason: str
+    duration: float
+    num_gt: int | None  # ground-truth segments; None when the video is not evaluated
+    num_predictions: int | None  # every proposal in the results; None when not localized
+    num_shown: int | None  # those the display rule draws
+    ap50: float | None  # per-video AP at tIoU 0.5 (evaluator on this video alone)
+    page: str | None = None  # its timeline page, relative to the index
+    note: str = ""  # why it has no AP or no page
+
+
+def per_video_ap(
+    video_id: str, gt_entry: Mapping[str, Any], segments: Sequence[Mapping[str, Any]], mode: str
+) -> tuple[float | None, str]:
+    """AP at tIoU 0.5 of one video: the run's evaluator on this video's ground truth alone.
+
+    It is the mean over the classes in this video's ground truth; predictions of other classes
+    do not count here (they do in the dataset mAP, as false positives of their class).
+    Returns (AP, "") or (None, why not).
+    """
+    from hamnet.evaluate import evaluate_detection
+
+    anns = [a for a in gt_entry.get("annotations", []) if a.get("label") != "Ambiguous"]
+    if not anns:
+        return None, "no ground-truth action"
+    try:
+        res = evaluate_detection(
+            {"database": {video_id: dict(gt_entry)}},
+            {"results": {video_id: list(segments)}},
+            ["0.5"],
+            mode=mode,
         )
-    ax.set_yticks([0.45, 1.45], ["predicted", "ground truth"])
-    ax.set_ylim(0, 1.95)
-    ax.set_title(f"{t.video_id}", fontsize=10, loc="left")
-
-    axes[1].plot(times, t.attention, color="black", lw=1.2)
-    axes[1].fill_between(times, 0, t.attention, color="black", alpha=0.15)
-    for g in gt_segments:
-        axes[1].axvspan(*g["segment"], color=colour.get(g["label"], "grey"), alpha=0.15, lw=0)
-    axes[1].set_ylim(0, 1.05)
-    axes[1].set_ylabel("attention", fontsize=9)
-
-    cas = np.asarray(t.cas)
-    for c in shown:
-        k = t.classes.index(c)
-        axes[2].plot(times, cas[:, k], color=colour[c], lw=1.2, label=c)
-    axes[2].set_ylabel("class activation", fontsize=9)
-    axes[2].set_xlabel("time (s)")
-    axes[2].set_xlim(0, duration)
-    if shown:
-        axes[2].legend(loc="upper right", fontsize=8, ncol=min(len(shown), 4), frameon=False)
-    fig.tight_layout()
-    return fig
+    except ValueError as e:
+        return None, f"not evaluated: {e}"
+    return float(res.map[0]), ""
 
 
-def figure_png(fig: plt.Figure, dpi: int = 90) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    plt.close(fig)
-    return buf.getvalue()
+def run_info(
+    *,
+    cfg: Mapping[str, Any],
+    config_name: str,
+    config_hash: str,
+    overrides: str,
+    feature_inputs: Mapping[str, Any],
+    subset: str,
+    localizations: str | os.PathLike = "",
+    videos: str | os.PathLike = "",
+) -> dict[str, Any]:
+    """What the index header says about how the run was made (the task passes its settings).
+
+    ``config_hash``: the hash of the resolved settings ``cfg`` (the task's settings_hash).
+    """
+    return {
+        "config": config_name,
+        "overrides": overrides,
+        "config_hash": config_hash,
+        "backbone": dict(feature_inputs),
+        "mode": cfg.get("evaluate", {}).get("mode", ""),
+        "subset": subset,
+        "class_score_weight": cfg.get("localize", {}).get("class_score_weight"),
+        "localizations": str(localizations),
+        "videos": str(videos),
+    }
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+def backbone_text(b: Mapping[str, Any]) -> str:
+    """The feature backbone in one line: a random one with its seed, or the checkpoints' sha256."""
+    if not b:
+        return "unknown"
+    name = b.get("backbone", "i3d")
+    if b.get("random_backbone"):
+        return f"RANDOM {name} (seed {b.get('random_seed')}), not pretrained"
+    rgb, flow = b.get("rgb_checkpoint_sha256"), b.get("flow_checkpoint_sha256")
+    return f"{name}, rgb checkpoint sha256 {str(rgb)[:16]}, flow checkpoint sha256 {str(flow)[:16]}"
 
 
-_CSS = """body{font-family:sans-serif;max-width:980px;margin:2em auto;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
-th{background:#f2f2f2}td:first-child{text-align:left}.warn{background:#fff3cd;border:1px solid #e0c36a;padding:.6em 1em}
-.failed{color:#a00}img{max-width:100%}"""
+def _row_order(r: VideoRow) -> tuple:
+    """Worst first: failed videos, then evaluated ones by AP ascending, then the rest by id."""
+    if r.status != "ok":
+        return (0, 0.0, r.video_id)
+    if r.ap50 is not None:
+        return (1, r.ap50, r.video_id)
+    if r.num_gt is not None:
+        return (2, 0.0, r.video_id)
+    return (3 if r.split == "test" else 4, 0.0, r.video_id)
 
 
-def render_report(
+def _video_href(video_id: str, ext: str) -> str:
+    return f"{VIDEO_DIR}/{urllib.parse.quote(video_id)}.{ext}"
+
+
+def _draw_video(job: dict[str, Any]) -> tuple[str, tuple[int, int]]:
+    """Worker: draw one timeline to its PNG; returns (video id, pixel size)."""
+    from pipeline.report_figures import save_png, timeline_figure
+
+    fig = timeline_figure(**job["figure"])
+    return job["figure"]["video_id"], save_png(fig, job["path"])
+
+
+def _usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _draw_all(jobs: list[dict[str, Any]], workers: int, progress: bool) -> dict[str, tuple[int, int]]:
+    """Draw every timeline, in worker processes when there are enough of them.
+
+    Workers are spawned, not forked: the report may run in a process that has used torch's
+    thread pools (Luigi's local scheduler runs every task in one process).
+    """
+    workers = workers or _usable_cores()
+    bar = tqdm(total=len(jobs), desc="report figures", unit="video", disable=not progress)
+    sizes: dict[str, tuple[int, int]] = {}
+    try:
+        if workers <= 1 or len(jobs) < _MIN_FIGURES_FOR_POOL:
+            for job in jobs:
+                vid, size = _draw_video(job)
+                sizes[vid] = size
+                bar.update()
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx) as pool:
+                for vid, size in pool.map(_draw_video, jobs, chunksize=4):
+                    sizes[vid] = size
+                    bar.update()
+    finally:
+        bar.close()
+    return sizes
+
+
+def build_rows(
+    timelines: Sequence[Timeline],
+    outcomes: Sequence[VideoOutcome],
+    evaluated: Mapping[str, Any],
+    train_videos: Collection[str],
+    settings: ReportConfig,
+    mode: str,
+) -> tuple[list[VideoRow], dict[str, list[dict[str, Any]]]]:
+    """Index rows (worst-localized first) and each localized video's predictions to draw."""
+    by_id = {t.video_id: t for t in timelines}
+    train = set(train_videos)
+    rows: list[VideoRow] = []
+    shown: dict[str, list[dict[str, Any]]] = {}
+    for o in outcomes:
+        t = by_id.get(o.video_id)
+        split = "train" if o.video_id in train else "test"
+        row = VideoRow(o.video_id, split, o.status, o.reason, o.duration, None, None, None, None)
+        if o.video_id in evaluated:
+            row.num_gt = sum(a.get("label") != "Ambiguous" for a in evaluated[o.video_id].get("annotations", []))
+        if t is not None:
+            shown[o.video_id] = display_predictions(t.segments, settings)
+            row.num_predictions, row.num_shown = len(t.segments), len(shown[o.video_id])
+            if o.video_id in evaluated:
+                row.ap50, row.note = per_video_ap(o.video_id, evaluated[o.video_id], t.segments, mode)
+        elif o.status == "ok":
+            row.note = "no localization for this video"
+        rows.append(row)
+    rows.sort(key=_row_order)
+    return rows, shown
+
+
+def write_report(
+    path: str | os.PathLike,
     *,
     title: str,
     timelines: Sequence[Timeline],
@@ -190,17 +296,122 @@ def render_report(
     ground_truth: Mapping[str, Any] | None = None,
     random_backbone: bool = False,
     notes: Sequence[str] = (),
-    max_figures: int = 12,
-) -> str:
-    """The report as an HTML string.
+    info: Mapping[str, Any] | None = None,
+    train_videos: Collection[str] = (),
+    settings: ReportConfig | None = None,
+    workers: int = 0,
+    progress: bool = False,
+) -> Path:
+    """Write the report directory whose index is ``path`` (see the module docstring).
 
-    ``metrics``: {"tiou_thresholds", "map", "average_map", "classes", "ap" (C x K), "warnings"}.
-    ``ground_truth``: ActivityNet form whose database keys are the timelines' video ids.
+    ``metrics``: {"tiou_thresholds", "map", "average_map", "classes", "ap" (C x K), "warnings",
+    "num_videos"}. ``ground_truth``: ActivityNet form keyed by the timelines' video ids; only
+    videos of ``info["subset"]`` (when set) count as evaluated. ``info``: see :func:`run_info`.
+    ``train_videos``: ids of the training videos, drawn only with ``settings.include_train``.
+    ``workers``: processes for the figures, 0 = the usable cores.
     """
-    parts = [
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"
-    ]
+    from pipeline.report_figures import ap_chart, class_colours, save_png
+
+    path = Path(path)
+    out = path.parent
+    settings = settings or ReportConfig()
+    info = dict(info or {})
+    mode = info.get("mode") or "activitynet"
+    subset = info.get("subset") or ""
+    db = dict((ground_truth or {}).get("database", {}))
+    evaluated = {v: e for v, e in db.items() if not subset or e.get("subset") == subset} if metrics else {}
+    rows, shown = build_rows(timelines, outcomes, evaluated, train_videos, settings, mode)
+
+    all_classes = sorted(
+        {c for t in timelines for c in t.classes} | {str(c) for c in (metrics or {}).get("classes", [])}
+    )
+    colours = class_colours(all_classes)
+    by_id = {t.video_id: t for t in timelines}
+    drawn = [r for r in rows if r.video_id in by_id and (r.split == "test" or settings.include_train)]
+    drawn_ids = {r.video_id for r in drawn}
+    for r in rows:
+        if r.video_id in by_id and r.video_id not in drawn_ids:
+            r.note = r.note or "training video: not drawn"
+    jobs = []
+    for r in drawn:
+        t = by_id[r.video_id]
+        gt = list(db.get(r.video_id, {}).get("annotations", []))
+        jobs.append(
+            {
+                # ids are file-name safe (storage.featstore.safe_video_id): the file is named by the id
+                "path": out / VIDEO_DIR / f"{r.video_id}.png",
+                "figure": {
+                    "video_id": t.video_id,
+                    "seconds_per_snippet": float(t.seconds_per_snippet),
+                    "attention": np.asarray(t.attention),
+                    "cas": np.asarray(t.cas),
+                    "classes": list(t.classes),
+                    "video_scores": np.asarray(t.video_scores),
+                    "gt_segments": gt,
+                    "predictions": shown[r.video_id],
+                    "colours": colours,
+                },
+            }
+        )
+    (out / VIDEO_DIR).mkdir(parents=True, exist_ok=True)
+    sizes = _draw_all(jobs, workers, progress)
+
+    rule, score = settings.rule_text(), score_text(float(info.get("class_score_weight") or 0.2))
+    for i, r in enumerate(drawn):
+        r.page = _video_href(r.video_id, "html")
+        prev_r = drawn[i - 1] if i > 0 else None
+        next_r = drawn[i + 1] if i + 1 < len(drawn) else None
+        html_text = _video_page(
+            title,
+            r,
+            by_id[r.video_id],
+            db.get(r.video_id, {}).get("annotations", []),
+            shown[r.video_id],
+            sizes[r.video_id],
+            prev_r,
+            next_r,
+            rule,
+            score,
+        )
+        write_text_atomic(out / VIDEO_DIR / f"{r.video_id}.html", html_text)
+
+    chart = None
+    if metrics and len(metrics.get("ap", [])):
+        fig = ap_chart(metrics["classes"], np.asarray(metrics["ap"], float), metrics["tiou_thresholds"])
+        chart = ("ap_per_class.png", save_png(fig, out / "ap_per_class.png"))
+    index = _index_page(
+        title=title,
+        rows=rows,
+        metrics=metrics,
+        random_backbone=random_backbone,
+        notes=notes,
+        info=info,
+        num_drawn=len(drawn),
+        chart=chart,
+        rule=rule,
+        score=score,
+    )
+    return write_text_atomic(path, index)  # last: the index marks the report complete
+
+
+def _pct(x: float | None) -> str:
+    return "" if x is None else f"{100 * x:.1f}"
+
+
+def _index_page(
+    *,
+    title: str,
+    rows: Sequence[VideoRow],
+    metrics: Mapping[str, Any] | None,
+    random_backbone: bool,
+    notes: Sequence[str],
+    info: Mapping[str, Any],
+    num_drawn: int,
+    chart: tuple[str, tuple[int, int]] | None,
+    rule: str,
+    score: str,
+) -> str:
+    body = [f"<h1>{esc(title)}</h1>"]
     warnings = []
     if random_backbone:
         warnings.append(
@@ -208,73 +419,188 @@ def render_report(
             "Kinetics-pretrained I3D: the numbers below show the pipeline works end to end, they "
             "are not comparable with published results."
         )
-    failed = [o for o in outcomes if o.status != "ok"]
+    failed = [r for r in rows if r.status != "ok"]
     if failed:
         warnings.append(
-            f"{len(failed)} of {len(outcomes)} videos failed and are left out of everything below; "
-            "see the video table for the reasons."
+            f"{len(failed)} of {len(rows)} videos failed and are left out of everything below; "
+            "they are listed first in the video table with the reason."
         )
-    parts += [f"<p class='warn'>{html.escape(w)}</p>" for w in warnings]
-    parts += [f"<p>{html.escape(n)}</p>" for n in notes]
+    body += [f"<p class='warn'>{esc(w)}</p>" for w in warnings]
+
+    n_test = sum(r.split == "test" for r in rows)
+    evaluated = sum(r.num_gt is not None for r in rows)
+    header = [
+        (
+            "evaluated videos",
+            f"{metrics.get('num_videos', evaluated)} with ground truth" if metrics else "none (no ground truth given)",
+        ),
+        ("subset", info.get("subset") or "all ground-truth videos"),
+        ("evaluator", f"{info.get('mode') or 'activitynet'} mode (hamnet.evaluate)"),
+    ]
+    if metrics:
+        header.append(("tIoU thresholds", " ".join(f"{float(x):g}" for x in metrics["tiou_thresholds"])))
+    header += [
+        (
+            "videos",
+            f"{len(rows)}: {n_test} test, {len(rows) - n_test} train, {len(failed)} failed; {num_drawn} timelines",
+        ),
+        ("backbone", backbone_text(info.get("backbone") or {})),
+        (
+            "config",
+            f"{info.get('config', '?')}"
+            + (f" with overrides {info['overrides']!r}" if info.get("overrides") else "")
+            + (f", hash {info['config_hash']}" if info.get("config_hash") else ""),
+        ),
+    ]
+    if info.get("localizations"):
+        header.append(("localizations", str(info["localizations"])))
+    if info.get("videos"):
+        header.append(("video directory", str(info["videos"])))
+    header.append(("generated", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")))
+    body.append(meta_list(header))
+    body += [f"<p class='small'>{esc(n)}</p>" for n in notes]
 
     if metrics:
-        th = [f"{x:.2f}" for x in metrics["tiou_thresholds"]]
-        parts.append("<h2>Detection mAP (%) per tIoU</h2>")
-        parts.append(
-            _table(
-                ["tIoU"] + th + ["avg"],
-                [["mAP"] + [f"{100 * m:.2f}" for m in metrics["map"]] + [f"{100 * metrics['average_map']:.2f}"]],
+        th = [f"{float(x):g}" for x in metrics["tiou_thresholds"]]
+        body.append("<h2>Detection mAP (%) per tIoU</h2>")
+        body.append(
+            table(
+                ["tIoU", *th, "avg"],
+                [["mAP", *(f"{100 * m:.2f}" for m in metrics["map"]), f"{100 * metrics['average_map']:.2f}"]],
             )
         )
         ap = np.asarray(metrics.get("ap", []), dtype=float)
         if ap.size:
-            parts.append("<h2>AP (%) per class</h2>")
-            parts.append(
-                _table(
-                    ["class"] + th, [[c] + [f"{100 * v:.2f}" for v in ap[i]] for i, c in enumerate(metrics["classes"])]
+            body.append("<h2>AP (%) per class</h2>")
+            body.append("<div class='row'>")
+            if chart:
+                body.append(img(chart[0], "AP per class", chart[1]))
+            body.append(
+                table(
+                    ["class", *th, "avg"],
+                    [
+                        [Cell(c, cls="l"), *(Cell(f"{100 * v:.2f}") for v in ap[i]), Cell(f"{100 * ap[i].mean():.2f}")]
+                        for i, c in enumerate(metrics["classes"])
+                    ],
+                    sortable=True,
                 )
             )
+            body.append("</div>")
         for w in metrics.get("warnings", []):
-            parts.append(f"<p class='warn'>evaluation: {html.escape(str(w))}</p>")
+            body.append(f"<p class='warn'>evaluation: {esc(w)}</p>")
     else:
-        parts.append("<p>No ground truth given: no evaluation (localizations only).</p>")
+        body.append("<p>No ground truth given: no evaluation (localizations only).</p>")
 
-    parts.append("<h2>Videos</h2>")
-    parts.append(
-        _table(
-            ["video", "status", "snippets", "duration (s)", "segments", "reason / source"],
+    body.append("<h2>Videos</h2>")
+    body.append(
+        "<p class='small'>Worst-localized first: failed videos, then evaluated videos by AP@0.5 "
+        "ascending, then the rest. Click a column header to sort. Training videos have no timeline "
+        "unless report.include_train is true. AP@0.5 is the evaluator run on "
+        "one video's ground truth alone (mean over the classes in it). A video's name links to "
+        f"its timeline. {esc(rule)} {esc(score)}</p>"
+    )
+    body.append(
+        table(
             [
-                [
-                    o.video_id,
-                    o.status,
-                    o.num_snippets,
-                    f"{o.duration:.1f}",
-                    "" if o.num_segments is None else o.num_segments,
-                    o.reason if o.status != "ok" else o.source,
-                ]
-                for o in outcomes
+                "video",
+                "split",
+                "status",
+                "duration (s)",
+                "GT segments",
+                "predictions drawn / all",
+                "AP@0.5 (%)",
+                "note",
             ],
+            [_index_row(r) for r in rows],
+            sortable=True,
+            tid="videos",
         )
     )
+    return page(title, body, script=True)
 
-    db = (ground_truth or {}).get("database", {})
-    # Videos with ground truth first (that is where the figure says most), then the rest.
-    order = sorted(timelines, key=lambda t: (t.video_id not in db, t.video_id))
-    if order:
-        parts.append(
-            f"<h2>Timelines</h2><p>{min(len(order), max_figures)} of {len(order)} videos. Top: ground "
-            "truth and predicted segments (opacity = score); middle: attention; bottom: "
-            "attention-weighted class activation.</p>"
+
+def _index_row(r: VideoRow) -> list[Cell]:
+    preds = "" if r.num_predictions is None else f"{r.num_shown} / {r.num_predictions}"
+    note = r.reason if r.status != "ok" else r.note
+    return [
+        Cell(r.video_id, href=r.page, cls="l"),
+        Cell(r.split),
+        Cell(r.status, cls="failed" if r.status != "ok" else ""),
+        Cell(f"{r.duration:.1f}", sort=r.duration),
+        Cell("" if r.num_gt is None else str(r.num_gt), sort=-1 if r.num_gt is None else r.num_gt),
+        Cell(preds, sort=-1 if r.num_shown is None else r.num_shown),
+        Cell(_pct(r.ap50), sort=1e9 if r.ap50 is None else r.ap50),
+        Cell(note, cls="l"),
+    ]
+
+
+def _video_page(
+    title: str,
+    r: VideoRow,
+    t: Timeline,
+    gt: Sequence[Mapping[str, Any]],
+    shown: Sequence[Mapping[str, Any]],
+    size: tuple[int, int],
+    prev_r: VideoRow | None,
+    next_r: VideoRow | None,
+    rule: str,
+    score: str,
+) -> str:
+    """One video's page; links are relative to ``videos/``."""
+    nav = [f"<a href='../{INDEX_NAME}'>&larr; all videos</a>"]
+    if prev_r:
+        nav.append(f"<a href='{esc(urllib.parse.quote(prev_r.video_id))}.html'>&lsaquo; {esc(prev_r.video_id)}</a>")
+    if next_r:
+        nav.append(f"<a href='{esc(urllib.parse.quote(next_r.video_id))}.html'>{esc(next_r.video_id)} &rsaquo;</a>")
+    meta = [
+        ("split", r.split),
+        ("duration", f"{r.duration:.1f} s ({len(t.attention)} snippets of {t.seconds_per_snippet:.2f} s)"),
+        ("ground truth", "not evaluated" if r.num_gt is None else f"{r.num_gt} segments"),
+        ("predictions", f"{r.num_shown} drawn of {r.num_predictions} in the results"),
+        ("AP@0.5", f"{_pct(r.ap50)} %" if r.ap50 is not None else (r.note or "-")),
+    ]
+    body = [
+        "<nav>" + "".join(nav) + "</nav>",
+        f"<h1>{esc(r.video_id)}</h1>",
+        meta_list(meta),
+        f"<p class='small'>{esc(rule)} {esc(score)} Panels, top to bottom: segment lanes (per class, "
+        "ground truth then predictions, score printed where it fits), attention, and the "
+        "attention-weighted class activation of the ground-truth, predicted and top-scoring "
+        "classes; shaded spans are the ground truth.</p>",
+        img(f"{urllib.parse.quote(r.video_id)}.png", f"timeline of {r.video_id}", size),
+        "<h2>Predictions drawn</h2>",
+        table(
+            ["class", "start (s)", "end (s)", "score"],
+            [
+                [Cell(p["label"], cls="l"), f"{p['segment'][0]:.2f}", f"{p['segment'][1]:.2f}", f"{p['score']:.3f}"]
+                for p in shown
+            ],
         )
-    for t in order[:max_figures]:
-        png = figure_png(timeline_figure(t, db.get(t.video_id, {}).get("annotations", [])))
-        parts.append(
-            f"<img alt='{html.escape(t.video_id)}' src='data:image/png;base64,{base64.b64encode(png).decode('ascii')}'>"
-        )
-    parts.append("</body></html>")
-    return "\n".join(parts)
+        if shown
+        else "<p>None.</p>",
+    ]
+    if gt:
+        body += [
+            "<h2>Ground truth</h2>",
+            table(
+                ["class", "start (s)", "end (s)"],
+                [
+                    [Cell(g["label"], cls="l"), f"{float(g['segment'][0]):.2f}", f"{float(g['segment'][1]):.2f}"]
+                    for g in sorted(gt, key=lambda g: float(g["segment"][0]))
+                ],
+            ),
+        ]
+    return page(f"{r.video_id} - {title}", body)
 
 
-def write_report(path: str | os.PathLike, **kwargs: Any) -> Path:
-    """Render (see :func:`render_report`) and write the HTML report atomically."""
-    return write_text_atomic(path, render_report(**kwargs))
+def publish_index(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Copy a report's index elsewhere (the top of the output directory) with working links.
+
+    A ``<base href>`` pointing back at the report directory makes the copy's relative links
+    (timeline pages, the AP chart) resolve there, so the per-video pages are not duplicated.
+    """
+    src, dst = Path(src), Path(dst)
+    rel = os.path.relpath(src.parent.resolve(), dst.parent.resolve()).replace(os.sep, "/")
+    base = urllib.parse.quote(rel.rstrip("/") + "/")
+    text = src.read_text(encoding="utf-8").replace("<head>", f"<head><base href='{esc(base)}'>", 1)
+    return write_text_atomic(dst, text)

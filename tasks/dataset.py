@@ -10,7 +10,7 @@ import luigi
 from core.atomic import copy_file_atomic, read_json, remove_stale_partials, write_json_atomic, write_text_atomic
 from core.hashing import file_digest, settings_hash
 from pipeline.runlog import outcomes_from, start_run_log
-from pipeline.videos import ok_videos, read_record, source_stat
+from pipeline.videos import map_to_ids, ok_videos, read_record, source_stat
 from tasks.common import PipelineTask
 from tasks.videos import VideoFeatures
 
@@ -252,7 +252,10 @@ class Report(PipelineTask):
     def report_hash(self) -> str:
         deps = self.requires()
         return settings_hash(
-            deps["localize"].loc_hash(), deps["evaluate"].output().path if "evaluate" in deps else None
+            deps["localize"].loc_hash(),
+            deps["evaluate"].output().path if "evaluate" in deps else None,
+            self.cfg["report"],
+            self.input_identity(self.labels_path),  # which videos are training videos
         )
 
     def output(self):
@@ -260,7 +263,9 @@ class Report(PipelineTask):
 
     def run(self):
         from pipeline.evaluation import ground_truth_by_id
-        from pipeline.report import load_timelines, write_report
+        from pipeline.report import load_timelines, run_info, write_report
+        from pipeline.report_config import ReportConfig
+        from storage.labels import read_labels_csv
 
         start_run_log(self.output_dir)
         remove_stale_partials(self.output().path)
@@ -271,11 +276,10 @@ class Report(PipelineTask):
         gt = None
         if self.ground_truth_path is not None:
             gt = {"database": ground_truth_by_id(self.ground_truth_path, self.videos())[0]}
-        notes = [
-            f"config: {self.config_name}" + (f" with overrides {self.overrides!r}" if self.overrides else ""),
-            f"videos: {self.videos_path}",
-            f"localizations: {loc_dir}",
-        ]
+        name = self.config_name
+        notes: list[str] = []
+        labels_path = self.labels_path
+        train_videos = map_to_ids(read_labels_csv(labels_path), self.videos())[0] if labels_path else {}
         if self.is_demo:
             notes.insert(
                 0,
@@ -291,6 +295,19 @@ class Report(PipelineTask):
             ground_truth=gt,
             random_backbone=bool(index.get("random_backbone")),
             notes=notes,
+            info=run_info(
+                cfg=self.cfg,
+                config_name=name,
+                config_hash=settings_hash(self.cfg),
+                overrides=self.overrides,
+                feature_inputs=self.extract_settings.feature_inputs(),
+                subset=self.subset,
+                localizations=loc_dir,
+                videos=self.videos_path,
+            ),
+            train_videos=set(train_videos),
+            settings=ReportConfig.from_dict(self.cfg["report"]),
+            progress=True,
         )
         log.info("report: %s", self.output().path)
 
@@ -325,6 +342,7 @@ class RunAll(PipelineTask):
         return luigi.LocalTarget(str(self.root / "done" / f"{self.requires()['report'].report_hash()}.json"))
 
     def run(self):
+        from pipeline.report import publish_index
         from pipeline.runlog import format_summary
 
         start_run_log(self.output_dir)
@@ -338,7 +356,7 @@ class RunAll(PipelineTask):
             f"results: {self.root / 'results.json'}\n"
         )
         write_text_atomic(self.root / "summary.txt", text)
-        copy_file_atomic(self.input()["report"].path, self.root / "report.html")
+        publish_index(self.input()["report"].path, self.root / "report.html")
         copy_file_atomic(self.input()["localize"].path, self.root / "results.json")
         log.info("run summary (%s):\n%s", self.root / "summary.txt", text)
         failed = [o for o in outcomes if o.status != "ok"]

@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("--device", str, "auto | cpu | cuda"),
         ("--precision", str, "fp32 | bf16 | fp16"),
         ("--random-seed", int, "seed of the random backbone"),
+        ("--backbone", str, "i3d (two-stream, default) or an RGB-only one: s3d, x3d_m, ... (docs/extraction.md)"),
     ]:
         p.add_argument(flag, type=typ, default=None, help=hlp)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             "random_seed",
             "rgb_checkpoint",
             "flow_checkpoint",
+            "backbone",
         ):
             val = getattr(args, key)
             if val is not None:
@@ -77,7 +79,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.random_backbone:
             section["random_backbone"] = True
         settings = ExtractSettings.from_dict(section)
-        if not settings.random_backbone and not (settings.rgb_checkpoint and settings.flow_checkpoint):
+        if not settings.random_backbone and not settings.needs_flow and not settings.rgb_checkpoint:
+            print(
+                f"error: backbone {settings.backbone} needs its Kinetics weights: pass --rgb-checkpoint "
+                "(the published file named in docs/extraction.md). For a demo without weights use "
+                "--random-backbone (features are then meaningless).",
+                file=sys.stderr,
+            )
+            return 2
+        if (
+            not settings.random_backbone
+            and settings.needs_flow
+            and not (settings.rgb_checkpoint and settings.flow_checkpoint)
+        ):
             print(
                 "error: I3D checkpoints are required: pass --rgb-checkpoint and --flow-checkpoint "
                 "(piergiaj rgb_imagenet.pt/flow_imagenet.pt or hassony2 model_rgb.pth/model_flow.pth). "
@@ -87,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         if settings.random_backbone:
             print(
-                "WARNING: --random-backbone: I3D weights are RANDOM (seed "
+                f"WARNING: --random-backbone: {settings.backbone} weights are RANDOM (seed "
                 f"{settings.random_seed}); the features mean nothing and the file is marked random_backbone=True.",
                 file=sys.stderr,
             )

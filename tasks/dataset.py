@@ -125,6 +125,7 @@ class Train(PipelineTask):
     def run(self):
         from hamnet.config import hamnet_settings
         from hamnet.train import train_hamnet
+        from pipeline.extract import fit_model_to_features
         from storage.featstore import FeatureStore
         from storage.labels import class_list, read_labels_csv
 
@@ -146,6 +147,7 @@ class Train(PipelineTask):
             log.warning("%d labelled videos failed extraction and are left out of training: %s", len(failed), failed)
         train_labels = {v: labs for v, labs in labels.items() if v in ok}
         model_cfg, loss_cfg, train_cfg, _ = hamnet_settings(self.cfg)
+        model_cfg = fit_model_to_features(model_cfg, self.extract_settings)  # width follows the backbone
         log.info(
             "training HAM-Net on %d videos, %d classes -> %s",
             len(train_labels),

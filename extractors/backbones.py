@@ -217,9 +217,14 @@ def effective_contract(settings: Any) -> InputContract:
 
 def _constructor(spec: BackboneSpec):
     import importlib
+    import warnings
 
     module, func = spec.constructor.split(":")
-    return getattr(importlib.import_module(module), func)
+    with warnings.catch_warnings():
+        # pytorchvideo's hub package runs torch.jit.script at import (a FutureWarning on torch
+        # 2.x that says nothing about this use).
+        warnings.simplefilter("ignore", FutureWarning)
+        return getattr(importlib.import_module(module), func)
 
 
 def build_library_model(name: str, num_classes: int = 400, **kwargs: Any):

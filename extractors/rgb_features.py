@@ -121,6 +121,16 @@ class ClipRunner:
         x = self.torch.from_numpy(np.ascontiguousarray(clips)).to(self.device).permute(0, 4, 1, 2, 3).float()
         return (x / 255.0 - self.mean) / self.std
 
+
+def normalise_clips(clips: np.ndarray, contract: InputContract):
+    """:meth:`ClipRunner.normalise` without a network (CPU), for checks against the libraries."""
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(clips)).permute(0, 4, 1, 2, 3).float()
+    mean = torch.tensor(contract.mean).view(1, 3, 1, 1, 1)
+    std = torch.tensor(contract.std).view(1, 3, 1, 1, 1)
+    return (x / 255.0 - mean) / std
+
     def __call__(self, clips: np.ndarray) -> np.ndarray:
         torch = self.torch
         x = self.normalise(clips)

@@ -263,3 +263,28 @@ def test_too_short_and_unreadable_videos(tmp_path):
     one = write_video(tmp_path / "one.mp4", moving_square_frames(1, 32, 32, square=8), 25)
     r = extract_rgb_features(one, s, progress=False)
     assert r.rgb.shape == (1, 2048) and r.stats.n_frames == 1
+
+
+@pytest.mark.parametrize("name", ["s3d", "swin3d_t", "r2plus1d_18"])
+def test_frames_match_torchvision_published_transforms(name):
+    """Our geometry + normalisation == the weights' own ``transforms()`` (antialias off, as
+    torchvision hard-codes), on 340x256 frames like THUMOS-sized video, to rounding."""
+    import cv2
+    import torchvision.models.video as tvm
+
+    from extractors.rgb_features import frame_transform, normalise_clips
+
+    weights = {"s3d": tvm.S3D_Weights, "swin3d_t": tvm.Swin3D_T_Weights, "r2plus1d_18": tvm.R2Plus1D_18_Weights}[name]
+    rng = np.random.default_rng(0)
+    frames = np.stack(
+        [cv2.GaussianBlur(rng.integers(0, 256, (256, 340, 3), dtype=np.uint8), (0, 0), 2.0) for _ in range(3)]
+    )
+    contract = SPECS[name].contract
+    ours = np.stack([frame_transform(contract)(f) for f in frames])
+    x = normalise_clips(ours[None], contract)[0]
+    ref = weights.KINETICS400_V1.transforms()(torch.from_numpy(frames).permute(0, 3, 1, 2))
+    assert x.shape == ref.shape == (3, 3, contract.crop, contract.crop)
+    one_level = 1 / 255 / min(contract.std)
+    diff = (x - ref).abs()
+    # Measured: s3d and swin3d_t identical; r2plus1d_18 one grey level at a few pixels.
+    assert float(diff.max()) <= 1.01 * one_level and float(diff.mean()) <= 0.01 * one_level

@@ -18,6 +18,7 @@ Streaming: frames are decoded once, in order, and kept only while a pending clip
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import time
@@ -34,6 +35,8 @@ from extractors.errors import VideoError
 from extractors.settings import ExtractSettings
 from extractors.snippets import num_snippets
 from extractors.transforms import resize_crop
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -121,16 +124,6 @@ class ClipRunner:
         x = self.torch.from_numpy(np.ascontiguousarray(clips)).to(self.device).permute(0, 4, 1, 2, 3).float()
         return (x / 255.0 - self.mean) / self.std
 
-
-def normalise_clips(clips: np.ndarray, contract: InputContract):
-    """:meth:`ClipRunner.normalise` without a network (CPU), for checks against the libraries."""
-    import torch
-
-    x = torch.from_numpy(np.ascontiguousarray(clips)).permute(0, 4, 1, 2, 3).float()
-    mean = torch.tensor(contract.mean).view(1, 3, 1, 1, 1)
-    std = torch.tensor(contract.std).view(1, 3, 1, 1, 1)
-    return (x / 255.0 - mean) / std
-
     def __call__(self, clips: np.ndarray) -> np.ndarray:
         torch = self.torch
         x = self.normalise(clips)
@@ -143,6 +136,16 @@ def normalise_clips(clips: np.ndarray, contract: InputContract):
             with ctx:
                 f = self.backbone.features(x)
         return f.float().cpu().numpy()
+
+
+def normalise_clips(clips: np.ndarray, contract: InputContract):
+    """:meth:`ClipRunner.normalise` without a network (CPU), for checks against the libraries."""
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(clips)).permute(0, 4, 1, 2, 3).float()
+    mean = torch.tensor(contract.mean).view(1, 3, 1, 1, 1)
+    std = torch.tensor(contract.std).view(1, 3, 1, 1, 1)
+    return (x / 255.0 - mean) / std
 
 
 def extract_rgb_features(
@@ -169,6 +172,16 @@ def extract_rgb_features(
     est = _estimate(stream, settings)
     container.close()
     contract = effective_contract(settings)
+    if not settings.random_backbone and (contract.resize, contract.crop) != ((settings.resize_short,), settings.crop):
+        log.info(
+            "%s: published input contract (resize %s, crop %d) applies; extract.resize_short=%d / crop=%d "
+            "are for i3d and random backbones",
+            settings.backbone,
+            "x".join(map(str, contract.resize)),
+            contract.crop,
+            settings.resize_short,
+            settings.crop,
+        )
     backbone = model if model is not None else cached_backbones(settings)[0]
     run = ClipRunner(backbone, contract, resolve_device(settings.device), settings.precision)
     st = DecodeStats()

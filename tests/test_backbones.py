@@ -288,3 +288,17 @@ def test_frames_match_torchvision_published_transforms(name):
     diff = (x - ref).abs()
     # Measured: s3d and swin3d_t identical; r2plus1d_18 one grey level at a few pixels.
     assert float(diff.max()) <= 1.01 * one_level and float(diff.mean()) <= 0.01 * one_level
+
+
+def test_cli_rgb_only(tmp_path, clip_file, capsys):
+    from cli.extract import main
+
+    out = tmp_path / "cli.h5"
+    assert main([str(clip_file), "--output", str(out), "--backbone", "x3d_m", "--quiet"]) == 2
+    assert "backbone x3d_m needs its Kinetics weights" in capsys.readouterr().err and not out.exists()
+    args = [str(clip_file), "--output", str(out), "--backbone", "x3d_m", "--random-backbone", "--quiet"]
+    with pytest.warns(UserWarning, match="RANDOM x3d_m"):
+        assert main([*args, "--crop", "32", "--resize-short", "32"]) == 0
+    f = read_features(out)
+    assert f.flow is None and f.rgb.shape == (2, 2048)
+    assert "x3d_m weights are RANDOM" in capsys.readouterr().err

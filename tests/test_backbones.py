@@ -302,3 +302,15 @@ def test_cli_rgb_only(tmp_path, clip_file, capsys):
     f = read_features(out)
     assert f.flow is None and f.rgb.shape == (2, 2048)
     assert "x3d_m weights are RANDOM" in capsys.readouterr().err
+
+
+def test_localizing_features_of_another_width_fails_clearly():
+    from hamnet.config import LocalizeConfig, ModelConfig
+    from hamnet.localize import localize_video
+    from hamnet.model import build_hamnet
+
+    model = build_hamnet(ModelConfig(feature_dim=16, hidden_dim=8, attention_hidden=8), 2)
+    ok = localize_video(model, np.random.rand(6, 16), ["a", "b"], LocalizeConfig(), video_id="v")
+    assert ok.attention.shape == (6,)
+    with pytest.raises(ValueError, match=r"'v': features are 12-D but the model was trained on 16-D"):
+        localize_video(model, np.random.rand(6, 12), ["a", "b"], LocalizeConfig(), video_id="v")

@@ -9,7 +9,9 @@ Two hashes decide what must be recomputed when settings change:
 * :meth:`ExtractSettings.flow_key` covers everything that changes the cached flow (sampling
   rate, geometry, flow backend, bound and TV-L1 parameters);
 * :meth:`ExtractSettings.feature_key` adds what changes the features on top of that (snippet
-  length, backbone, checkpoint contents by sha256, random-backbone seed, precision).
+  length, backbone, checkpoint contents by sha256, random-backbone seed, precision). RGB-only
+  backbones (extractors/backbones.py) use no flow, so their key leaves the flow settings out
+  and holds the network's effective input contract instead.
 
 Batch size, device and worker counts are deliberately not part of either key: they change
 speed, not results (up to the stated precision tolerance).

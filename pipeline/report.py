@@ -204,7 +204,7 @@ def render_report(
     if random_backbone:
         warnings.append(
             "Features come from a seeded RANDOM backbone (extract.random_backbone: true), not "
-            "Kinetics-pretrained I3D: the numbers below show the pipeline works end to end, they "
+            "Kinetics-pretrained weights: the numbers below show the pipeline works end to end, they "
             "are not comparable with published results."
         )
     failed = [o for o in outcomes if o.status != "ok"]

@@ -123,7 +123,8 @@ class FlowCache(_VideoTask):
 
 
 class VideoFeatures(_VideoTask):
-    """I3D RGB + flow features of one video in the feature store: ``features/<feature_key>/<id>.h5``."""
+    """Features of one video (I3D RGB + flow, or an RGB-only backbone) in the feature store:
+    ``features/<feature_key>/<id>.h5``."""
 
     stage = "features"
 

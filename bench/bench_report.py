@@ -46,7 +46,7 @@ def real_ground_truth(data: Path) -> tuple[dict, dict[str, float]] | None:
     meta = data / "thumos14" / "derived" / "thumos14_video_meta.csv"
     if not (data / "thumos14" / "cmcs" / "thumos14-test-annotations").is_dir() or not meta.is_file():
         return None
-    from bench_evaluator import thumos14_test_ground_truth
+    from bench.bench_evaluator import thumos14_test_ground_truth
 
     gt = thumos14_test_ground_truth(data)
     with open(meta, newline="") as fh:

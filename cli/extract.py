@@ -60,7 +60,19 @@ def main(argv: list[str] | None = None) -> int:
         for item in parse_overrides(args.overrides):
             apply_override(cfg, item)
         settings = ExtractSettings.from_dict(cfg["extract"])
-        if not settings.random_backbone and not (settings.rgb_checkpoint and settings.flow_checkpoint):
+        if not settings.random_backbone and not settings.needs_flow and not settings.rgb_checkpoint:
+            print(
+                f"error: backbone {settings.backbone} needs its Kinetics weights: pass --rgb-checkpoint "
+                "(the published file named in docs/extraction.md). For a demo without weights use "
+                "--random-backbone (features are then meaningless).",
+                file=sys.stderr,
+            )
+            return 2
+        if (
+            not settings.random_backbone
+            and settings.needs_flow
+            and not (settings.rgb_checkpoint and settings.flow_checkpoint)
+        ):
             print(
                 "error: I3D checkpoints are required: pass --rgb-checkpoint and --flow-checkpoint "
                 "(piergiaj rgb_imagenet.pt/flow_imagenet.pt or hassony2 model_rgb.pth/model_flow.pth). "
@@ -70,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         if settings.random_backbone:
             print(
-                "WARNING: --random-backbone: I3D weights are RANDOM (seed "
+                f"WARNING: --random-backbone: {settings.backbone} weights are RANDOM (seed "
                 f"{settings.random_seed}); the features mean nothing and the file is marked random_backbone=True.",
                 file=sys.stderr,
             )

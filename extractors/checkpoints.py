@@ -105,6 +105,30 @@ def _listing(keys: list[str], limit: int = 12) -> str:
     return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
 
 
+def check_state_fits(state: Mapping[str, torch.Tensor], model: nn.Module) -> str:
+    """ "missing: ...; unexpected: ...; wrong shape: ..." for ``state`` against ``model``, or "".
+
+    ``num_batches_tracked`` (a training counter absent from older published files) is ignored.
+    """
+    expected = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    misshaped = sorted(
+        f"{k} {tuple(state[k].shape)} (network: {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    )
+    problems = []
+    if missing:
+        problems.append(f"missing: {_listing(missing)}")
+    if unexpected:
+        problems.append(f"unexpected: {_listing(unexpected)}")
+    if misshaped:
+        problems.append(f"wrong shape: {_listing(misshaped)}")
+    return "; ".join(problems)
+
+
 def load_i3d_checkpoint(path: str | os.PathLike, in_channels: int) -> I3D:
     """Build an Inception-v1 I3D with ``in_channels`` inputs and load ``path`` into it.
 
@@ -124,24 +148,10 @@ def load_i3d_checkpoint(path: str | os.PathLike, in_channels: int) -> I3D:
     logits_w = state.get("logits.conv3d.weight")
     num_classes = int(logits_w.shape[0]) if logits_w is not None and logits_w.ndim == 5 else 400
     model = build_i3d(in_channels, num_classes)
-    expected = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    misshaped = sorted(
-        f"{k} {tuple(state[k].shape)} (network: {tuple(v.shape)})"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    )
-    if missing or unexpected or misshaped:
-        problems = []
-        if missing:
-            problems.append(f"missing: {_listing(missing)}")
-        if unexpected:
-            problems.append(f"unexpected: {_listing(unexpected)}")
-        if misshaped:
-            problems.append(f"wrong shape: {_listing(misshaped)}")
+    problems = check_state_fits(state, model)
+    if problems:
         raise CheckpointError(
-            f"{path}: does not fit a {in_channels}-channel Inception-v1 I3D ({layout} layout); " + "; ".join(problems)
+            f"{path}: does not fit a {in_channels}-channel Inception-v1 I3D ({layout} layout); " + problems
         )
     model.load_state_dict(state, strict=False)  # strict minus num_batches_tracked, checked above
     return model.eval()
@@ -165,10 +175,10 @@ def random_i3d(in_channels: int, seed: int) -> I3D:
     return model.eval()
 
 
-_CACHE: dict[tuple, tuple[I3D, I3D]] = {}
+_CACHE: dict[tuple, tuple[Any, Any]] = {}
 
 
-def cached_backbones(settings: Any) -> tuple[I3D, I3D]:
+def cached_backbones(settings: Any) -> tuple[Any, Any]:
     """:func:`build_backbones`, memoised on what determines the weights (checkpoint contents by
     sha256, or the random seed), so that a worker extracting many videos loads them once."""
     from extractors.settings import checkpoint_sha256
@@ -186,11 +196,16 @@ def cached_backbones(settings: Any) -> tuple[I3D, I3D]:
     return _CACHE[key]
 
 
-def build_backbones(settings: Any) -> tuple[I3D, I3D]:
+def build_backbones(settings: Any) -> tuple[Any, Any]:
     """(rgb_model, flow_model) on CPU for an ExtractSettings: checkpoints, or the seeded
-    random backbone when ``random_backbone`` is set. Refuses to guess when neither is given."""
+    random backbone when ``random_backbone`` is set. Refuses to guess when neither is given.
+    RGB-only backbones (extractors.backbones) give ``(model, None)``."""
+    from extractors.backbones import build_rgb_backbone, is_rgb_only
+
+    if is_rgb_only(settings.backbone):  # (model, None): no flow stream
+        return build_rgb_backbone(settings), None
     if settings.backbone != "i3d":
-        raise CheckpointError(f"backbone {settings.backbone!r} is not available in this build (use 'i3d')")
+        raise CheckpointError(f"backbone {settings.backbone!r} is not available in this build")
     if settings.random_backbone:
         return random_i3d(3, settings.random_seed), random_i3d(2, settings.random_seed)
     missing = [n for n in ("rgb_checkpoint", "flow_checkpoint") if not getattr(settings, n)]

@@ -9,7 +9,9 @@ Two hashes decide what must be recomputed when settings change:
 * :meth:`ExtractSettings.flow_key` covers everything that changes the cached flow (sampling
   rate, geometry, flow backend, bound and TV-L1 parameters);
 * :meth:`ExtractSettings.feature_key` adds what changes the features on top of that (snippet
-  length, backbone, checkpoint contents by sha256, random-backbone seed, precision).
+  length, backbone, checkpoint contents by sha256, random-backbone seed, precision). RGB-only
+  backbones (extractors/backbones.py) use no flow, so their key leaves the flow settings out
+  and holds the network's effective input contract instead.
 
 Batch size, device and worker counts are deliberately not part of either key: they change
 speed, not results (up to the stated precision tolerance).
@@ -27,9 +29,10 @@ from typing import Any
 from core.device import check_device_name
 from core.hashing import file_sha256, json_hash
 from core.strict import strict_kwargs
+from extractors.backbones import RGB_ONLY_BACKBONES, effective_contract, is_rgb_only
 
 FLOW_BACKENDS = ("opencv", "torch")
-BACKBONES = ("i3d",)
+BACKBONES = ("i3d", *RGB_ONLY_BACKBONES)  # i3d = two-stream (RGB + TV-L1 flow); the rest RGB only
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
@@ -101,6 +104,8 @@ class ExtractSettings:
             raise bad("flow_workers", f"must be >= 0 (0 = one per core), got {self.flow_workers}")
         if self.backbone not in BACKBONES:
             raise bad("backbone", f"{self.backbone!r} is not one of {BACKBONES}")
+        if is_rgb_only(self.backbone) and self.flow_checkpoint:
+            raise bad("flow_checkpoint", f"backbone {self.backbone!r} is RGB only; unset flow_checkpoint")
         if self.batch_size < 1:
             raise bad("batch_size", f"must be >= 1, got {self.batch_size}")
         check_device_name(self.device, "extract.device")
@@ -149,7 +154,24 @@ class ExtractSettings:
         """Short hash of the settings that change the flow fields (cache key for flow)."""
         return _hash(self.flow_inputs())
 
+    @property
+    def needs_flow(self) -> bool:
+        """Whether the backbone has a flow stream (two-stream I3D); RGB-only ones skip TV-L1."""
+        return not is_rgb_only(self.backbone)
+
     def feature_inputs(self) -> dict[str, Any]:
+        if not self.needs_flow:
+            # Flow settings do not touch RGB-only features, so they stay out of the key.
+            return {
+                "fps": float(self.fps),
+                "frames_per_snippet": int(self.frames_per_snippet),
+                "backbone": self.backbone,
+                "input": effective_contract(self).to_dict(),
+                "random_backbone": bool(self.random_backbone),
+                "random_seed": int(self.random_seed) if self.random_backbone else None,
+                "rgb_checkpoint_sha256": None if self.random_backbone else checkpoint_sha256(self.rgb_checkpoint),
+                "precision": self.precision,
+            }
         d = self.flow_inputs()
         d.update(
             frames_per_snippet=int(self.frames_per_snippet),

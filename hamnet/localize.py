@@ -197,6 +197,12 @@ def localize_video(
         raise ValueError(f"{name}: features must be T x D with T >= 1, got shape {x.shape}")
     if len(classes) != model.num_classes:
         raise ValueError(f"{name}: {len(classes)} class names for a model with {model.num_classes} classes")
+    width = getattr(model.classifier[0], "in_channels", x.shape[1])  # type: ignore[index]  # nn.Sequential
+    if x.shape[1] != width:
+        raise ValueError(
+            f"{name}: features are {x.shape[1]}-D but the model was trained on {width}-D features "
+            "(extracted with another extract.backbone?)"
+        )
     was_training = model.training
     model.eval()
     try:

@@ -416,7 +416,7 @@ def _index_page(
     if random_backbone:
         warnings.append(
             "Features come from a seeded RANDOM backbone (extract.random_backbone: true), not "
-            "Kinetics-pretrained I3D: the numbers below show the pipeline works end to end, they "
+            "Kinetics-pretrained weights: the numbers below show the pipeline works end to end, they "
             "are not comparable with published results."
         )
     failed = [r for r in rows if r.status != "ok"]

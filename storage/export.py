@@ -105,6 +105,11 @@ def _store_header(path: Path) -> dict[str, Any]:
         raise ExportError(f"{path}: no such feature file")
     try:
         with h5py.File(path, "r") as f:
+            if "rgb" in f and "flow" not in f:
+                raise ExportError(
+                    f"{path}: RGB-only features (extract.backbone other than i3d); export writes two-stream "
+                    "stores only for now (the W-TALC and video_features layouts expect a flow stream)"
+                )
             if "rgb" not in f or "flow" not in f:
                 raise ExportError(f"{path}: not a feature-store file (needs 'rgb' and 'flow' datasets)")
             rgb, flow = f["rgb"].shape, f["flow"].shape
@@ -538,6 +543,7 @@ def export_store(
             written.append(_save_npy(out / "opentad" / "features" / f"{v.video_id}.npy", x))
         if "video_features" in formats:
             written.append(_save_npy(out / "video_features" / f"{v.video_id}_rgb.npy", rec.rgb))
+            assert rec.flow is not None  # plan_export admits two-stream files only
             written.append(_save_npy(out / "video_features" / f"{v.video_id}_flow.npy", rec.flow))
     if "wtalc" in formats:
         written += write_wtalc(plan, joint, out / "wtalc", name)

@@ -3,12 +3,14 @@
 Layout of ``<store>/<video_id>.h5`` (see docs/DESIGN.md of the project brief):
 
 * datasets ``rgb`` and ``flow``: float32, shape (T, D) each, the same T for both
-  (D = 1024 for Kinetics I3D);
+  (D = 1024 for Kinetics I3D); RGB-only backbones (extractors/backbones.py) store ``rgb`` alone
+  (attribute ``streams = "rgb"``, D = the backbone's width);
 * attributes: ``fps`` (sampling rate, 25), ``frames_per_snippet`` (16), ``n_frames`` (frames
   after resampling), ``duration`` (seconds of the source), ``source`` (the file it came from),
   ``video_id``, ``settings`` (a JSON string: extractor settings including checkpoint hashes),
   ``random_backbone`` (True when features come from an untrained, seeded backbone — such
-  features are not meaningful and every consumer must say so).
+  features are not meaningful and every consumer must say so), ``streams`` ("rgb+flow" or
+  "rgb") and ``feature_dim`` (the width of one joint row HAM-Net reads).
 
 Files are written atomically: the data goes to a hidden temporary file in the same
 directory, is flushed to disk, and only then renamed onto the final name. A killed run
@@ -45,7 +47,7 @@ class FeatureFile:
 
     video_id: str
     rgb: np.ndarray
-    flow: np.ndarray
+    flow: np.ndarray | None  # None for RGB-only backbones
     attrs: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -55,8 +57,11 @@ class FeatureFile:
     def joint(self) -> np.ndarray:
         """RGB and flow concatenated per snippet (T x 2D), the input HAM-Net consumes.
 
-        The order (RGB first, then flow) follows the W-TALC joint feature files.
+        The order (RGB first, then flow) follows the W-TALC joint feature files. An RGB-only
+        file's joint row is its RGB row.
         """
+        if self.flow is None:
+            return self.rgb
         return np.concatenate([self.rgb, self.flow], axis=1)
 
     @property
@@ -118,7 +123,7 @@ def feature_path(store_dir: str | os.PathLike, video_id: str) -> Path:
 def write_features(
     path: str | os.PathLike,
     rgb: np.ndarray,
-    flow: np.ndarray,
+    flow: np.ndarray | None,
     *,
     video_id: str,
     fps: float,
@@ -130,9 +135,11 @@ def write_features(
     random_backbone: bool = False,
     extra_attrs: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write one video's features atomically; returns the final path."""
+    """Write one video's features atomically; returns the final path. ``flow=None`` writes an
+    RGB-only file (``streams = "rgb"``)."""
     rgb = np.ascontiguousarray(rgb, dtype=np.float32)
-    flow = np.ascontiguousarray(flow, dtype=np.float32)
+    rgb_only = flow is None
+    flow = rgb[:, :0] if rgb_only else np.ascontiguousarray(flow, dtype=np.float32)
     path = Path(path)
     if rgb.ndim != 2 or flow.ndim != 2:
         raise FeatureStoreError(f"{path}: rgb and flow must be 2-D (T x D), got {rgb.shape} and {flow.shape}")
@@ -143,7 +150,8 @@ def write_features(
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             f.create_dataset("rgb", data=rgb)
-            f.create_dataset("flow", data=flow)
+            if not rgb_only:
+                f.create_dataset("flow", data=flow)
             attrs = {
                 "format_version": FORMAT_VERSION,
                 "video_id": video_id,
@@ -154,6 +162,8 @@ def write_features(
                 "source": str(source),
                 "settings": json.dumps(dict(settings or {}), sort_keys=True, default=str),
                 "random_backbone": bool(random_backbone),
+                "streams": "rgb" if rgb_only else "rgb+flow",
+                "feature_dim": int(rgb.shape[1] + flow.shape[1]),
             }
             attrs.update(extra_attrs or {})
             for k, v in attrs.items():
@@ -168,12 +178,13 @@ def read_features(path: str | os.PathLike) -> FeatureFile:
         raise FeatureStoreError(f"{path}: no such feature file")
     try:
         with h5py.File(path, "r") as f:
-            missing = [k for k in ("rgb", "flow") if k not in f]
+            attrs = {k: _plain(v) for k, v in f.attrs.items()}
+            rgb_only = attrs.get("streams") == "rgb"
+            missing = [k for k in (("rgb",) if rgb_only else ("rgb", "flow")) if k not in f]
             if missing:
                 raise FeatureStoreError(f"{path}: missing dataset(s) {missing}")
             rgb = f["rgb"][()]
-            flow = f["flow"][()]
-            attrs = {k: _plain(v) for k, v in f.attrs.items()}
+            flow = None if rgb_only else f["flow"][()]
     except FeatureStoreError:
         raise
     except (OSError, KeyError) as e:
@@ -181,6 +192,10 @@ def read_features(path: str | os.PathLike) -> FeatureFile:
     absent = [k for k in REQUIRED_ATTRS if k not in attrs]
     if absent:
         raise FeatureStoreError(f"{path}: missing attribute(s) {absent}")
+    if flow is None:
+        if rgb.ndim != 2:
+            raise FeatureStoreError(f"{path}: rgb {rgb.shape} must be T x D")
+        return FeatureFile(str(attrs["video_id"]), rgb.astype(np.float32), None, attrs)
     if rgb.ndim != 2 or flow.ndim != 2 or rgb.shape[0] != flow.shape[0]:
         raise FeatureStoreError(f"{path}: rgb {rgb.shape} and flow {flow.shape} must be T x D with equal T")
     return FeatureFile(str(attrs["video_id"]), rgb.astype(np.float32), flow.astype(np.float32), attrs)
@@ -195,7 +210,8 @@ def _plain(v: Any) -> Any:
 
 
 class FeatureStore(Mapping[str, np.ndarray]):
-    """A directory of feature files seen as ``video_id -> joint (T x 2D) array``, loaded lazily.
+    """A directory of feature files seen as ``video_id -> joint (T x 2D, or T x D RGB-only) array``,
+    loaded lazily.
 
     This is the Mapping HAM-Net training and localization take, so they stay free of h5py.
     """

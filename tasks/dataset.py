@@ -102,6 +102,7 @@ class Train(PipelineTask):
     def run(self):
         from hamnet.config import hamnet_settings
         from hamnet.train import train_hamnet
+        from pipeline.extract import fit_model_to_features
         from pipeline.training import training_labels
         from storage.featstore import FeatureStore
 
@@ -114,6 +115,7 @@ class Train(PipelineTask):
         index = read_json(self.input().path)
         train_labels, classes = training_labels(self.labels_path, self.videos(), ok_videos(index))
         model_cfg, loss_cfg, train_cfg, _ = hamnet_settings(self.cfg)
+        model_cfg = fit_model_to_features(model_cfg, self.extract_settings)  # width follows the backbone
         log.info("training HAM-Net on %d videos, %d classes -> %s", len(train_labels), len(classes), self.output().path)
         train_hamnet(
             FeatureStore(index["feature_dir"], sorted(train_labels)),

@@ -125,7 +125,8 @@ class FlowCache(_VideoTask):
 
 
 class VideoFeatures(_VideoTask):
-    """I3D RGB + flow features of one video in the feature store: ``features/<feature_key>/<id>.h5``."""
+    """Features of one video (I3D RGB + flow, or an RGB-only backbone) in the feature store:
+    ``features/<feature_key>/<id>.h5``."""
 
     stage = "features"
 
@@ -134,12 +135,16 @@ class VideoFeatures(_VideoTask):
         return self.gpu_resources(self.extract_settings.device)
 
     def requires(self):
+        if not self.extract_settings.needs_flow:  # RGB-only backbone: no flow stage at all
+            return [self.clone(MakeDemo)] if self.is_demo else []
         return self.clone(FlowCache)
 
     def data_path(self) -> Path:
         return self.root / "features" / self.extract_settings.feature_key() / f"{self.video_id}.h5"
 
     def run(self):
+        if not self.extract_settings.needs_flow:
+            return self._extract(flow_cache=None)
         flow = read_record(self.input().path)
         if flow is None:
             raise RuntimeError(f"{self.input().path}: flow record vanished or is unreadable")
@@ -151,6 +156,9 @@ class VideoFeatures(_VideoTask):
             write_json_atomic(self.output().path, rec)
             log.warning("features FAILED: %s: %s", self.video_id, flow["reason"])
             return
+        self._extract(flow_cache=Path(self.input().path).with_suffix(".h5"))
+
+    def _extract(self, flow_cache: Path | None) -> None:
         from extractors.checkpoints import cached_backbones
         from pipeline.extract import write_video_features
         from storage.featstore import read_features
@@ -162,7 +170,7 @@ class VideoFeatures(_VideoTask):
                 self.data_path(),
                 self.extract_settings,
                 video_id=self.video_id,
-                flow_cache=Path(self.input().path).with_suffix(".h5"),
+                flow_cache=flow_cache,
                 progress=True,
                 models=cached_backbones(self.extract_settings),
             )

@@ -8,7 +8,6 @@ with that reason, never silently.
 from __future__ import annotations
 
 import random
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,6 @@ from pipeline.report import VideoOutcome, publish_index, write_report
 from tests.browser import Browser, find_chromium
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "bench"))
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +31,7 @@ def chromium() -> str:
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> Path:
     """A THUMOS14-like report of 14 test videos, 3 training videos and one failure."""
-    from bench_report import synthetic_ground_truth, synthetic_timeline
+    from bench.bench_report import synthetic_ground_truth, synthetic_timeline
 
     rng = random.Random(1)
     gt, durations = synthetic_ground_truth(rng, n=14)

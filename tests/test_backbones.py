@@ -307,7 +307,7 @@ def test_cli_rgb_only(tmp_path, clip_file, capsys):
         "--quiet",
     ]
     with pytest.warns(UserWarning, match="RANDOM x3d_m"):
-        assert main([*args, "--crop", "32", "--resize-short", "32"]) == 0
+        assert main([*args, "--overrides", "extract.crop=32 extract.resize_short=32"]) == 0
     f = read_features(out)
     assert f.flow is None and f.rgb.shape == (2, 2048)
     assert "x3d_m weights are RANDOM" in capsys.readouterr().err

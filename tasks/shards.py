@@ -1,0 +1,160 @@
+"""Sharded per-video tasks: flow and features of K videos per task (pipeline/shards.py).
+
+``FeatureIndex`` requires one ``FeatureShard`` per shard, each of which requires the
+``FlowShard`` of the same videos. Every video keeps its own outcome record, written exactly as
+``FlowCache`` / ``VideoFeatures`` write it (those per-video tasks stay for running one video by
+hand), so a shard is complete when all its videos' records are fresh and reruns only stale
+videos. The shard size comes from the ``[shards]`` section of the Luigi config
+(configs/luigi.cfg); every worker sharing a scheduler must use the same values.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import luigi
+
+from pipeline.runlog import start_run_log
+from pipeline.shards import (
+    UpstreamFailed,
+    VideoJob,
+    num_shards,
+    read_outcome,
+    run_shard,
+    shard_members,
+    shard_size,
+    stale_jobs,
+)
+from tasks.common import PipelineTask
+from tasks.videos import MakeDemo, _backbones, _join_cv2_threads
+
+log = logging.getLogger("hamnet.tasks")
+
+
+class shards(luigi.Config):  # noqa: N801 -- Luigi names the config section after the class
+    """``[shards]`` in luigi.cfg, or ``--shards-videos-per-shard K`` on the command line."""
+
+    videos_per_shard = luigi.IntParameter(
+        default=100, description="most videos per flow/feature task (docs/pipeline.md, Scaling)"
+    )
+    min_shards = luigi.IntParameter(
+        default=16, description="fewer videos per task when the set would give fewer shards than this"
+    )
+
+
+def shard_tasks(task: PipelineTask) -> list[FeatureShard]:
+    """The feature shards covering every video of ``task``'s run."""
+    cfg = shards()
+    n = len(task.videos())
+    size = shard_size(n, cfg.videos_per_shard, cfg.min_shards)
+    return [task.clone(FeatureShard, shard=i, shard_size=size) for i in range(num_shards(n, size))]
+
+
+class _ShardTask(PipelineTask):
+    shard = luigi.IntParameter(description="shard index (videos in id order, shard_size per shard)")
+    shard_size = luigi.IntParameter(description="videos per shard")
+
+    stage = ""
+
+    def data_dir(self) -> Path:
+        raise NotImplementedError
+
+    def jobs(self) -> list[VideoJob]:
+        members = shard_members(list(self.videos().items()), self.shard, self.shard_size)
+        d = self.data_dir()
+        return [VideoJob(name, vid, self.videos_path / name, d / f"{vid}.h5") for name, vid in members]
+
+    def output(self):
+        return [luigi.LocalTarget(str(j.record)) for j in self.jobs()]
+
+    def complete(self) -> bool:
+        return not stale_jobs(self.jobs())
+
+    def _label(self) -> str:
+        n = num_shards(len(self.videos()), self.shard_size)
+        return f"shard {self.shard + 1}/{n}"
+
+    def _run_shard(self, work) -> None:
+        start_run_log(self.output_dir)
+        _join_cv2_threads()
+        self.result = run_shard(self.jobs(), self.stage, work, label=self._label())
+
+
+class FlowShard(_ShardTask):
+    """Quantised TV-L1 flow of the shard's videos: ``flow/<flow_key>/<id>.h5`` + ``<id>.json``."""
+
+    stage = "flow"
+
+    @property
+    def resources(self):
+        s = self.extract_settings
+        return self.gpu_resources(s.device) if s.flow_backend == "torch" else {}
+
+    def requires(self):
+        return [self.clone(MakeDemo)] if self.is_demo else []
+
+    def data_dir(self) -> Path:
+        return self.root / "flow" / self.extract_settings.flow_key()
+
+    def run(self):
+        from pipeline.extract import write_flow_cache
+
+        settings = self.extract_settings
+
+        def work(job: VideoJob) -> None:
+            log.info("computing flow for %s (%s)", job.video_id, job.source)
+            write_flow_cache(job.source, job.data, settings, progress=True)
+
+        self._run_shard(work)
+
+
+class FeatureShard(_ShardTask):
+    """I3D RGB + flow features of the shard's videos: ``features/<feature_key>/<id>.h5`` + ``<id>.json``."""
+
+    stage = "features"
+
+    @property
+    def resources(self):
+        return self.gpu_resources(self.extract_settings.device)
+
+    def requires(self):
+        return self.clone(FlowShard)
+
+    def data_dir(self) -> Path:
+        return self.root / "features" / self.extract_settings.feature_key()
+
+    def run(self):
+        from pipeline.extract import write_video_features
+        from storage.featstore import read_features
+
+        settings = self.extract_settings
+        flow_dir = self.requires().data_dir()
+
+        def work(job: VideoJob) -> dict[str, Any]:
+            flow_cache = flow_dir / f"{job.video_id}.h5"
+            flow = read_outcome(flow_cache.with_suffix(".json"))
+            if flow is None:
+                raise RuntimeError(f"{flow_cache.with_suffix('.json')}: flow record vanished or is unreadable")
+            if flow["status"] != "ok":
+                # The flow stage already found this video bad: carry its reason, do not retry.
+                raise UpstreamFailed(flow["reason"], "flow")
+            log.info("extracting features for %s (%s)", job.video_id, job.source)
+            write_video_features(
+                job.source,
+                job.data,
+                settings,
+                video_id=job.video_id,
+                flow_cache=flow_cache,
+                progress=True,
+                models=_backbones(settings),
+            )
+            f = read_features(job.data)
+            return {
+                "num_snippets": f.num_snippets,
+                "duration": float(f.attrs["duration"]),
+                "seconds_per_snippet": f.seconds_per_snippet,
+            }
+
+        self._run_shard(work)

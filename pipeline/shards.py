@@ -48,20 +48,14 @@ def shard_size(num_videos: int, videos_per_shard: int, min_shards: int) -> int:
     return max(1, min(videos_per_shard, math.ceil(num_videos / min_shards)))
 
 
-def num_shards(num_videos: int, size: int) -> int:
-    return math.ceil(num_videos / size)
-
-
-def shard_members(videos: Sequence[tuple[str, str]], shard: int, size: int) -> list[tuple[str, str]]:
-    """The (file name, video id) pairs of shard ``shard``: consecutive runs of the id-sorted list.
+def plan_shards(videos: Sequence[tuple[str, str]], size: int) -> list[list[tuple[str, str]]]:
+    """Group (file name, video id) pairs into shards: consecutive runs of the id-sorted list.
 
     Membership may shift when videos are added; that is harmless because completeness is
     decided per video (by its record), never per shard.
     """
     ordered = sorted(videos, key=lambda nv: nv[1])
-    if not 0 <= shard < max(1, num_shards(len(ordered), size)):
-        raise ValueError(f"shard {shard} out of range: {len(ordered)} videos in shards of {size}")
-    return ordered[shard * size : (shard + 1) * size]
+    return [ordered[i : i + size] for i in range(0, len(ordered), size)]
 
 
 # --------------------------------------------------------------------------- records
@@ -145,18 +139,16 @@ def remove_partials_of(jobs: Sequence[VideoJob]) -> list[Path]:
     removed = []
     for folder, names in wanted.items():
         try:
-            entries = list(os.scandir(folder))
+            entries = os.listdir(folder)  # one C-level listing; the filter below is the hot loop
         except FileNotFoundError:
             continue
-        for e in entries:
-            n = e.name
-            if not (n.startswith(".") and n.endswith(PARTIAL_SUFFIX)):
-                continue
+        for n in [n for n in entries if n.endswith(PARTIAL_SUFFIX)]:
             # .<name>.<random>.partial (core.atomic.atomic_path; the random part has no dot)
             target = n[1 : -len(PARTIAL_SUFFIX)].rsplit(".", 1)[0]
-            if target in names and e.is_file(follow_symlinks=False):
-                Path(e.path).unlink(missing_ok=True)
-                removed.append(Path(e.path))
+            path = folder / n
+            if n.startswith(".") and target in names and path.is_file() and not path.is_symlink():
+                path.unlink(missing_ok=True)
+                removed.append(path)
     return removed
 
 

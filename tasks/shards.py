@@ -20,10 +20,9 @@ from pipeline.runlog import start_run_log
 from pipeline.shards import (
     UpstreamFailed,
     VideoJob,
-    num_shards,
+    plan_shards,
     read_outcome,
     run_shard,
-    shard_members,
     shard_size,
     stale_jobs,
 )
@@ -47,9 +46,30 @@ class shards(luigi.Config):  # noqa: N801 -- Luigi names the config section afte
 def shard_tasks(task: PipelineTask) -> list[FeatureShard]:
     """The feature shards covering every video of ``task``'s run."""
     cfg = shards()
-    n = len(task.videos())
-    size = shard_size(n, cfg.videos_per_shard, cfg.min_shards)
-    return [task.clone(FeatureShard, shard=i, shard_size=size) for i in range(num_shards(n, size))]
+    size = shard_size(len(task.videos()), cfg.videos_per_shard, cfg.min_shards)
+    return [task.clone(FeatureShard, shard=i, shard_size=size) for i in range(len(_plan(task, size)))]
+
+
+_PLANS: dict[tuple, list[list[tuple[str, str]]]] = {}
+
+
+def _plan(task: PipelineTask, size: int) -> list[list[tuple[str, str]]]:
+    """The run's shards, computed once per process and video directory state.
+
+    Every shard task asks for its members several times (complete, output, run); listing and
+    sorting 20,000 videos for each of 400 shards would make scheduling quadratic again. Keyed
+    like the video listing itself (directory mtime and size), so an added file is seen.
+    """
+    try:
+        st = task.videos_path.stat()
+        dir_key: tuple = (st.st_mtime_ns, st.st_size)
+    except OSError:
+        dir_key = ()
+    key = (str(task.videos_path), task.is_demo, dir_key, size)
+    if key not in _PLANS:
+        _PLANS.clear()
+        _PLANS[key] = plan_shards(list(task.videos().items()), size)
+    return _PLANS[key]
 
 
 class _ShardTask(PipelineTask):
@@ -62,8 +82,10 @@ class _ShardTask(PipelineTask):
         raise NotImplementedError
 
     def jobs(self) -> list[VideoJob]:
-        members = shard_members(list(self.videos().items()), self.shard, self.shard_size)
-        d = self.data_dir()
+        plan = _plan(self, self.shard_size)
+        if not 0 <= self.shard < len(plan):
+            raise ValueError(f"shard {self.shard} out of range: {len(plan)} shards of {self.shard_size} videos")
+        members, d = plan[self.shard], self.data_dir()
         return [VideoJob(name, vid, self.videos_path / name, d / f"{vid}.h5") for name, vid in members]
 
     def output(self):
@@ -73,8 +95,7 @@ class _ShardTask(PipelineTask):
         return not stale_jobs(self.jobs())
 
     def _label(self) -> str:
-        n = num_shards(len(self.videos()), self.shard_size)
-        return f"shard {self.shard + 1}/{n}"
+        return f"shard {self.shard + 1}/{len(_plan(self, self.shard_size))}"
 
     def _run_shard(self, work) -> None:
         start_run_log(self.output_dir)

@@ -17,7 +17,7 @@ line does (Luigi's default DEBUG logging, here to /dev/null), and prints
 Layouts: ``per-video`` is the graph before sharding (``FeatureIndex`` requiring one
 ``VideoFeatures`` per video, each requiring its ``FlowCache``), kept here as the baseline;
 ``shards`` is the current graph with the shipped ``[shards]`` settings, ``K=<k>`` a shard
-size forced with ``min_shards = 1``. ``--luigid N`` adds a run of N videos through a central
+size forced (``min_shards = 1``, ``max_shards = 0``). ``--luigid N`` adds a run of N videos through a central
 ``luigid`` with two workers started side by side (CPU of both workers and of luigid).
 Absolute numbers depend on the machine's load: compare rows of one run.
 """
@@ -62,6 +62,7 @@ def child(args: argparse.Namespace) -> None:
     if args.k:
         cfg.set("shards", "videos_per_shard", str(args.k))
         cfg.set("shards", "min_shards", "1")
+        cfg.set("shards", "max_shards", "0")
     if args.scheduler_port:
         cfg.set("worker", "keep_alive", "true")
         cfg.set("worker", "wait_interval", "0.2")

@@ -36,16 +36,23 @@ log = logging.getLogger("hamnet.tasks")
 # --------------------------------------------------------------------------- grouping
 
 
-def shard_size(num_videos: int, videos_per_shard: int, min_shards: int) -> int:
-    """Videos per shard: at most ``videos_per_shard``, smaller when that would give too few shards.
+def shard_size(num_videos: int, videos_per_shard: int, min_shards: int, max_shards: int = 0) -> int:
+    """Videos per shard: ``videos_per_shard``, fewer when that would give too few shards, more
+    when it would give too many.
 
     ``min_shards`` keeps small sets (the demo, THUMOS14's 413 videos) spread over enough tasks
-    that several workers share them; large sets are capped at ``videos_per_shard`` so the
-    number of tasks, not their size, is what grows with the data set.
+    that several workers share them; ``max_shards`` (0: no limit) bounds the number of tasks
+    for very large sets (Kinetics-sized), since scheduling cost grows with its square.
     """
-    if videos_per_shard < 1 or min_shards < 1:
-        raise ValueError(f"[shards] videos_per_shard and min_shards must be >= 1, got {videos_per_shard}, {min_shards}")
-    return max(1, min(videos_per_shard, math.ceil(num_videos / min_shards)))
+    if videos_per_shard < 1 or min_shards < 1 or max_shards < 0:
+        raise ValueError(
+            "[shards] videos_per_shard and min_shards must be >= 1 and max_shards >= 0, got "
+            f"{videos_per_shard}, {min_shards}, {max_shards}"
+        )
+    size = min(videos_per_shard, math.ceil(num_videos / min_shards))
+    if max_shards:
+        size = max(size, math.ceil(num_videos / max_shards))
+    return max(1, size)
 
 
 def plan_shards(videos: Sequence[tuple[str, str]], size: int) -> list[list[tuple[str, str]]]:

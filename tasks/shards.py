@@ -41,12 +41,15 @@ class shards(luigi.Config):  # noqa: N801 -- Luigi names the config section afte
     min_shards = luigi.IntParameter(
         default=16, description="fewer videos per task when the set would give fewer shards than this"
     )
+    max_shards = luigi.IntParameter(
+        default=500, description="more videos per task when the set would give more shards than this (0: no limit)"
+    )
 
 
 def shard_tasks(task: PipelineTask) -> list[FeatureShard]:
     """The feature shards covering every video of ``task``'s run."""
     cfg = shards()
-    size = shard_size(len(task.videos()), cfg.videos_per_shard, cfg.min_shards)
+    size = shard_size(len(task.videos()), cfg.videos_per_shard, cfg.min_shards, cfg.max_shards)
     return [task.clone(FeatureShard, shard=i, shard_size=size) for i in range(len(_plan(task, size)))]
 
 

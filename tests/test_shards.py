@@ -38,6 +38,8 @@ def test_shard_size_caps_large_sets_and_spreads_small_ones():
     assert shard_size(36, 100, 16) == 3
     assert shard_size(5, 100, 16) == 1
     assert shard_size(0, 100, 16) == 1
+    assert shard_size(650_000, 100, 16, 500) == 1300  # Kinetics-sized: at most 500 shards
+    assert shard_size(20_000, 100, 16, 500) == 100
     with pytest.raises(ValueError, match="videos_per_shard"):
         shard_size(10, 0, 16)
 
@@ -154,7 +156,7 @@ def test_stale_partials_of_redone_videos_are_removed_and_nothing_else(tmp_path):
 def shard_config():
     """Set the [shards] section for one test, restoring the shipped values afterwards."""
     cfg = luigi.configuration.get_config()
-    keys = ("videos_per_shard", "min_shards")
+    keys = ("videos_per_shard", "min_shards", "max_shards")
     saved = {k: cfg.get("shards", k, None) for k in keys}
 
     def set_(**values):

@@ -19,7 +19,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from extractors.decode import DecodeStats
+from extractors.decode import DecodeStats, open_video
 from extractors.settings import ExtractSettings, checkpoint_sha256
 from extractors.video_features import extract_video_features, iter_snippets
 from storage.featstore import write_features
@@ -32,6 +32,10 @@ def write_flow_cache(
     """Compute the video's quantised flow and store it at ``out_path`` (atomic). Returns the path."""
     from tqdm import tqdm
 
+    # Reject files that are not videos at all (empty, unreadable, no video stream) before
+    # creating the output file and the TV-L1 process pool: bad input is common in large sets.
+    container, _ = open_video(video_path)
+    container.close()
     st = DecodeStats()
     with atomic_h5(out_path) as f:
         writer = FlowCacheWriter(f, settings.crop)

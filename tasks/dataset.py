@@ -12,7 +12,7 @@ from core.hashing import file_digest, settings_hash
 from pipeline.runlog import outcomes_from, start_run_log
 from pipeline.videos import map_to_ids, ok_videos, read_record, source_stat
 from tasks.common import PipelineTask
-from tasks.videos import VideoFeatures
+from tasks.shards import shard_tasks
 
 log = logging.getLogger("hamnet.tasks")
 
@@ -32,7 +32,11 @@ class FeatureIndex(PipelineTask):
     """
 
     def requires(self):
-        return [self.clone(VideoFeatures, video_name=n, video_id=v) for n, v in self.videos().items()]
+        # K videos per task (tasks/shards.py): one task per video made Luigi's scheduling quadratic.
+        return shard_tasks(self)
+
+    def feature_dir(self) -> Path:
+        return self.root / "features" / self.extract_settings.feature_key()
 
     def index_hash(self) -> str:
         items = []
@@ -48,10 +52,11 @@ class FeatureIndex(PipelineTask):
         start_run_log(self.output_dir)
         remove_stale_partials(self.output().path)
         videos = []
-        for t in self.requires():
-            rec = read_record(t.output().path)
+        for vid in sorted(self.videos().values()):
+            path = self.feature_dir() / f"{vid}.json"
+            rec = read_record(path)
             if rec is None:
-                raise RuntimeError(f"{t.output().path}: outcome record missing or unreadable")
+                raise RuntimeError(f"{path}: outcome record missing or unreadable")
             videos.append(
                 {
                     k: rec.get(k)
@@ -68,7 +73,7 @@ class FeatureIndex(PipelineTask):
             )
         index = {
             "feature_key": self.extract_settings.feature_key(),
-            "feature_dir": str(Path(self.requires()[0].data_path()).parent) if videos else "",
+            "feature_dir": str(self.feature_dir()) if videos else "",
             "video_dir": str(self.videos_path),
             "videos": videos,
             "skipped": [list(s) for s in self.skipped_files()],

@@ -282,6 +282,11 @@ def test_two_workers_share_a_scheduler_and_extract_each_video_once(tmp_path):
             "--worker-keep-alive",
             "--worker-wait-interval",
             "0.5",
+            # three shards of two videos per stage, so the workers share multi-video shards
+            "--shards-videos-per-shard",
+            "2",
+            "--shards-min-shards",
+            "1",
         )
         workers = [
             subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -296,7 +301,20 @@ def test_two_workers_share_a_scheduler_and_extract_each_video_once(tmp_path):
         stopped = subprocess.run(sched_cmd + ["stop", *sched_args], env=env, capture_output=True, text=True, timeout=60)
     assert stopped.returncode == 0 and "stopped luigid" in stopped.stdout, stopped.stderr
     # The whole graph is complete: the same command with a local scheduler has nothing to do.
-    check = run(luigi_cmd("RunAll", data, shared, overrides, "--local-scheduler"), tmp_path)
+    check = run(
+        luigi_cmd(
+            "RunAll",
+            data,
+            shared,
+            overrides,
+            "--local-scheduler",
+            "--shards-videos-per-shard",
+            "2",
+            "--shards-min-shards",
+            "1",
+        ),
+        tmp_path,
+    )
     assert check.returncode == 0 and "ran successfully" not in check.stderr, check.stderr[-3000:]
 
     # each video's flow and features were computed exactly once, across both workers' logs
@@ -307,7 +325,8 @@ def test_two_workers_share_a_scheduler_and_extract_each_video_once(tmp_path):
         assert sum(text.count(f"extracting features for {vid} ") for text in logs) == 1, vid
     # both workers did some of the work
     assert sum("computing flow for" in text for text in logs) == 2, "one worker did everything"
-    # [resources] gpu=1: feature tasks (device auto claims the gpu) never overlapped in time
+    # [resources] gpu=1: feature shards (device auto claims the gpu) never overlapped in time, so
+    # neither did any two videos' feature extraction
     recs = [json.loads(p.read_text()) for p in (shared / "features").rglob("*.json")]
     spans = sorted((r["started"], r["finished"]) for r in recs)
     assert all(a_end <= b_start + 1e-3 for (_, a_end), (b_start, _) in zip(spans, spans[1:])), spans

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-FLOW_BACKENDS = ("opencv", "torch")
+FLOW_BACKENDS = ("opencv", "fused", "torch")
 BACKBONES = ("i3d", "i3d_r50")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "fp16")

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["tvl1_fused_batch", "numba_available", "warm_up"]
+__all__ = ["tvl1_fused_batch", "numba_available", "pixel_iterations", "warm_up"]
 
 _MIN_LEVEL_SIZE = 16  # tvl1flow.cpp stops building the pyramid below 16 px
 
@@ -82,7 +82,8 @@ def _kernels() -> dict[str, Any]:
 
 
 def _solve_pair(i0: np.ndarray, i1: np.ndarray, p: Any, k: dict[str, Any]) -> tuple[np.ndarray, int]:
-    """TV-L1 flow [H, W, 2] of one float32 pair in OpenCV's order; also the iteration count."""
+    """TV-L1 flow [H, W, 2] of one float32 pair in OpenCV's order; also the pixel-iterations run
+    (iterations × pixels, summed over the pyramid: the unit of work of the roofline estimate)."""
     import cv2
 
     i0s, i1s = [i0], [i1]
@@ -112,7 +113,7 @@ def _solve_pair(i0: np.ndarray, i1: np.ndarray, p: Any, k: dict[str, Any]) -> tu
 
 
 def _solve_level(i0, i1, u1, u2, p, l_t, theta, taut, k) -> int:
-    """tvl1flow.cpp procOneScale: refines u1, u2 in place; returns the iterations run."""
+    """tvl1flow.cpp procOneScale: refines u1, u2 in place; returns the pixel-iterations run."""
     import cv2
 
     h, w = i0.shape
@@ -142,7 +143,7 @@ def _solve_level(i0, i1, u1, u2, p, l_t, theta, taut, k) -> int:
             error, n = k["inner_iterations"](
                 u1, u2, p11, p12, p21, p22, i1wx, i1wy, grad, rho_c, l_t, theta, taut, scaled_eps, p.inner_iterations
             )
-            total += int(n)
+            total += int(n) * h * w
             n_outer += 1
     return total
 
@@ -204,6 +205,18 @@ def tvl1_fused_batch(prev: Any, nxt: Any, params: Any = None, *, threads: int = 
         with ThreadPoolExecutor(n_threads, thread_name_prefix="tvl1-fused") as pool:
             list(pool.map(one, range(b)))
     return out
+
+
+def pixel_iterations(prev: Any, nxt: Any, params: Any = None) -> np.ndarray:
+    """Iterations × pixels summed over the pyramid, per pair [B] (int64): how much work each
+    pair took under OpenCV's stopping rule (benchmarks divide time by it)."""
+    from extractors.tvl1_torch import _resolve_params
+
+    p = _resolve_params(params)
+    a, c = _as_float_frames(prev, "prev"), _as_float_frames(nxt, "nxt")
+    k = _kernels()
+    _single_thread_opencv()
+    return np.array([_solve_pair(np.ascontiguousarray(x), np.ascontiguousarray(y), p, k)[1] for x, y in zip(a, c)])
 
 
 def _single_thread_opencv() -> None:

@@ -113,20 +113,24 @@ class FlowRunner:
     Use as a context manager so that the pool is shut down.
     """
 
-    def __init__(self, settings: ExtractSettings, workers: int | None = None):
+    def __init__(self, settings: ExtractSettings, workers: int | None = None, *, background: bool = False):
+        """``workers``: processes (opencv) or threads (fused), default ``settings.num_flow_workers``;
+        ``background``: use a pool even for one worker, so that flow overlaps the caller's work
+        (extractors.budget gives I3D the other cores)."""
         self.settings = settings
         self.workers = settings.num_flow_workers if workers is None else max(1, int(workers))
+        pooled = self.workers > 1 or background
         self._pool: Executor | None = None
         self._device: str | None = None
         if settings.flow_backend == "fused":
             from extractors.tvl1_fused import warm_up
 
             warm_up()  # a missing numba or the compilation shows up here, before any decoding
-        if settings.flow_backend == "opencv" and self.workers > 1:
+        if settings.flow_backend == "opencv" and pooled:
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers, mp_context=mp.get_context("spawn"), initializer=_worker_init
             )
-        elif settings.flow_backend == "fused" and self.workers > 1:
+        elif settings.flow_backend == "fused" and pooled:
             self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="tvl1-fused")
 
     @property

@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_extract import FAST, clip, models  # noqa: F401  (module fixtures)
 
 from core.threads import BUDGET_ENV, cpu_budget, torch_threads, usable_cores
 from extractors.budget import i3d_threads, plan_extraction
 from extractors.settings import ExtractSettings
 from extractors.video_features import extract_video_features
+from tests.test_extract import FAST, clip, models  # noqa: F401  (module fixtures)
 
 
 @pytest.mark.parametrize("backend", ["opencv", "fused"])

@@ -8,16 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_tvl1_torch import CLIPS, clip_frames, epe, opencv_flow, quantize, shifted_pair
-from video_synth import moving_square_frames
 
 from extractors import tvl1_fused
 from extractors.flow import compute_flow
 from extractors.settings import ExtractSettings, TVL1Params
 from extractors.transforms import rgb_to_gray
 from extractors.tvl1_fused import tvl1_fused_batch
-
-pytest.importorskip("numba", reason="the fused backend needs numba (a dependency in pyproject.toml)")
+from tests.test_tvl1_torch import CLIPS, clip_frames, epe, opencv_flow, quantize, shifted_pair
+from tests.video_synth import moving_square_frames
 
 
 def agreement(ours: np.ndarray, ref: np.ndarray) -> tuple[float, float]:

@@ -272,8 +272,6 @@ def extract_video_features(
     device = resolve_device(settings.device)
     plan = plan_extraction(settings, device, flow_cached=cached_flow is not None)
     own_runner = runner is None and cached_flow is None
-    if own_runner:
-        runner = FlowRunner(settings, workers=plan.flow_workers, background=plan.background)
     n_threads = plan.i3d_threads if i3d_threads is None else i3d_threads
     run_rgb = I3DRunner(rgb_model, device, settings.precision)
     run_flow = I3DRunner(flow_model, device, settings.precision)
@@ -297,6 +295,8 @@ def extract_video_features(
     est = _estimate_snippets(video_path, settings)
     bar = tqdm(total=est, desc=f"features {os.path.basename(str(video_path))}", unit="snippet", disable=not progress)
     try:
+        if own_runner:
+            runner = FlowRunner(settings, workers=plan.flow_workers, background=plan.background)
         with torch_threads(n_threads):
             snippets = iter_snippets(video_path, settings, stats=st, cached_flow=cached_flow, runner=runner)
             for rgb, flow in iter_padded_snippets(snippets, k):

@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("--resize-short", int, "short side before cropping (default 256)"),
         ("--fps", float, "sampling rate (default 25)"),
         ("--flow-workers", int, "TV-L1 processes, 0 = one per core"),
-        ("--flow-backend", str, "opencv | fused | torch"),
+        ("--flow-backend", str, "opencv | torch"),
         ("--batch-size", int, "snippets per I3D forward"),
         ("--device", str, "auto | cpu | cuda"),
         ("--precision", str, "fp32 | bf16 | fp16"),

@@ -63,7 +63,7 @@ def main() -> int:
     ap.add_argument("--batch-sizes", default="1,8")
     ap.add_argument("--batch-size", type=int, default=8, help="batch used in the stage sum and pipelined run")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--flow-backend", default="opencv", choices=["opencv", "torch"])
+    ap.add_argument("--flow-backend", default="opencv", choices=["opencv", "fused", "torch"])
     ap.add_argument("--json", default=None, help="also write the numbers here")
     args = ap.parse_args()
 

@@ -1,4 +1,5 @@
-"""TV-L1 throughput and agreement: OpenCV (1 thread; N processes) versus extractors.tvl1_torch.
+"""TV-L1 throughput and agreement: OpenCV (1 thread; N processes) versus extractors.tvl1_torch
+and extractors.tvl1_fused (numba, 1..N threads).
 
 Frames are real consecutive frames of the clips under --videos (short side to 256, centre crop
 224, gray; other resolutions resized from that crop or, for WxH, from the full frame), the way
@@ -8,8 +9,13 @@ and for the torch backends the end-point error (EPE) against OpenCV's flow on th
 --cv-pairs pairs plus the share of pixels whose 8-bit quantised flow (±20 px -> 0..255) agrees
 exactly / within ±1.
 
-Needs only numpy, opencv-contrib-python-headless and torch (and this repo on the path).
+For the fused backend it also prints the work per pair (pixel-iterations: iterations × pixels
+summed over the pyramid, under OpenCV's stopping rule) and the time per pixel-iteration, the
+inputs of the roofline estimate in docs/performance.md.
+
+Needs only numpy, opencv-contrib-python-headless and torch (and numba for the fused backend).
     python -m bench.bench_flow --device cuda --resolutions 224 --pairs 512 --batch 256
+    python -m bench.bench_flow --device cpu --resolutions 224 --cv-pairs 8 --fused-threads 1,2 --skip-torch
 """
 
 from __future__ import annotations
@@ -145,6 +151,15 @@ def opencv_processes(prev: np.ndarray, nxt: np.ndarray, procs: int) -> float:
         return time.perf_counter() - t
 
 
+def fused_run(prev: np.ndarray, nxt: np.ndarray, threads: int) -> tuple[np.ndarray, float]:
+    from extractors.tvl1_fused import tvl1_fused_batch, warm_up
+
+    warm_up()  # numba compilation (or its on-disk cache), outside the timing
+    t = time.perf_counter()
+    out = tvl1_fused_batch(prev, nxt, threads=threads)
+    return out, time.perf_counter() - t
+
+
 def torch_run(prev: np.ndarray, nxt: np.ndarray, device: str, batch: int, compile: bool) -> tuple[np.ndarray, float]:
     # warm-up: CUDA context, allocator, kernels (and the compilation, with --compile)
     t = time.perf_counter()
@@ -198,6 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--torch-threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     ap.add_argument("--compile", action="store_true", help="torch.compile the iteration (see tvl1_flow_batch)")
+    ap.add_argument("--skip-torch", action="store_true", help="do not time the torch backend")
+    ap.add_argument(
+        "--fused-threads", default="1", help="comma list of thread counts for the fused backend ('' or 0 = skip)"
+    )
+    ap.add_argument("--fused-pairs", type=int, default=16, help="pairs timed per fused run")
     ap.add_argument("--videos", default=DEFAULT_VIDEOS, help="folder searched for clips (env SHARED_VIDEOS)")
     args = ap.parse_args(argv)
 
@@ -234,8 +254,33 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((label, f"opencv, {args.procs} processes", len(pp), 1, t, len(pp) / t, None))
             print(f"  opencv {args.procs} processes: {len(pp) / t:.2f} pairs/s", flush=True)
 
-        runs = [(device, max(args.pairs, int(b)), int(b)) for b in str(args.batch).split(",")]
-        if device.startswith("cuda") and args.cpu_pairs > 0:
+        for threads in [int(x) for x in str(args.fused_threads).split(",") if x.strip() and int(x) > 0]:
+            fp, fn = take(prev_all, nxt_all, args.fused_pairs)
+            out, t = fused_run(fp, fn, threads)
+            k = min(len(out), len(ref))
+            ag = agreement(out[:k], ref[:k])
+            same = sum(bool(np.array_equal(out[i], ref[i])) for i in range(k))
+            name = f"fused, {threads} thread{'s' if threads > 1 else ''}"
+            rows.append((label, name, len(fp), 1, t, len(fp) / t, (ag, k)))
+            print(
+                f"  {name}: {len(fp) / t:.2f} pairs/s; EPE vs OpenCV on {k} pairs: mean {ag['epe_mean']:.2e} px, "
+                f"quantised equal {100 * ag['q_exact']:.3f}%; bit-identical pairs {same}/{k}",
+                flush=True,
+            )
+            if threads == 1:
+                from extractors.tvl1_fused import pixel_iterations
+
+                work = pixel_iterations(fp, fn)
+                print(
+                    f"  fused work: {work.mean() / 1e6:.2f} M pixel-iterations per pair (min {work.min() / 1e6:.2f}, "
+                    f"max {work.max() / 1e6:.2f}); {t / work.sum() * 1e9:.2f} ns per pixel-iteration on one thread",
+                    flush=True,
+                )
+
+        runs = (
+            [] if args.skip_torch else [(device, max(args.pairs, int(b)), int(b)) for b in str(args.batch).split(",")]
+        )
+        if device.startswith("cuda") and args.cpu_pairs > 0 and not args.skip_torch:
             runs.append(("cpu", args.cpu_pairs, args.cpu_pairs))
         for dev, n, batch in runs:
             tp, tn = take(prev_all, nxt_all, max(n, 1))

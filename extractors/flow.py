@@ -12,12 +12,15 @@ not forked: once the parent has used OpenCV's (or torch's) thread pool, a forked
 deadlocks on the pool's copied locks (observed: ``cv2.setNumThreads`` hanging in the child).
 As always with ``spawn``, a script that starts extraction must do so under
 ``if __name__ == "__main__":``.
+
+The ``fused`` backend (extractors/tvl1_fused.py) is the same algorithm with a numba kernel; it
+releases the GIL, so its parallelism is a pool of threads in this process (no spawn, no copies).
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -75,6 +78,12 @@ def _job(gray: np.ndarray, params: TVL1Params, bound: float) -> np.ndarray:
     return quantize_flow(tvl1_pairs(gray, params), bound)
 
 
+def _fused_job(gray: np.ndarray, params: TVL1Params, bound: float) -> np.ndarray:
+    from extractors.tvl1_fused import tvl1_fused_batch
+
+    return quantize_flow(tvl1_fused_batch(gray[:-1], gray[1:], params), bound)
+
+
 def _worker_init() -> None:
     import cv2
 
@@ -92,19 +101,30 @@ class FlowRunner:
 
     ``submit(gray[n, H, W]) -> Future[uint8[n-1, H, W, 2]]``. With the OpenCV backend and more
     than one worker the job goes to a process pool and the future completes later; otherwise
-    the job runs at once in this process (the future is already done). Use as a context
-    manager so that the pool is shut down.
+    the job runs at once in this process (the future is already done). With the fused backend
+    and more than one worker the jobs go to a thread pool (one pair after another per thread).
+    Use as a context manager so that the pool is shut down.
     """
 
-    def __init__(self, settings: ExtractSettings, workers: int | None = None):
+    def __init__(self, settings: ExtractSettings, workers: int | None = None, *, background: bool = False):
+        """``workers``: processes (opencv) or threads (fused), default ``settings.num_flow_workers``;
+        ``background``: use a pool even for one worker, so that flow overlaps the caller's work
+        (extractors.budget gives I3D the other cores)."""
         self.settings = settings
         self.workers = settings.num_flow_workers if workers is None else max(1, int(workers))
-        self._pool: ProcessPoolExecutor | None = None
+        pooled = self.workers > 1 or background
+        self._pool: Executor | None = None
         self._device: str | None = None
-        if settings.flow_backend == "opencv" and self.workers > 1:
+        if settings.flow_backend == "fused":
+            from extractors.tvl1_fused import warm_up
+
+            warm_up()  # a missing numba or the compilation shows up here, before any decoding
+        if settings.flow_backend == "opencv" and pooled:
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers, mp_context=mp.get_context("spawn"), initializer=_worker_init
             )
+        elif settings.flow_backend == "fused" and pooled:
+            self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="tvl1-fused")
 
     @property
     def parallel(self) -> bool:
@@ -116,9 +136,10 @@ class FlowRunner:
             return _Done(np.empty((0, *gray.shape[1:], 2), np.uint8))
         if s.flow_backend == "torch":
             return _Done(self._torch_flow(gray))
+        job = _fused_job if s.flow_backend == "fused" else _job
         if self._pool is not None:
-            return self._pool.submit(_job, np.ascontiguousarray(gray), s.tvl1, s.flow_bound)
-        return _Done(_job(gray, s.tvl1, s.flow_bound))
+            return self._pool.submit(job, np.ascontiguousarray(gray), s.tvl1, s.flow_bound)
+        return _Done(job(gray, s.tvl1, s.flow_bound))
 
     def _torch_flow(self, gray: np.ndarray) -> np.ndarray:
         from extractors.tvl1_torch import tvl1_flow_batch  # optional backend, imported on use
@@ -144,8 +165,8 @@ class FlowRunner:
 def compute_flow(gray_frames: np.ndarray, settings: ExtractSettings, *, progress: bool = False) -> np.ndarray:
     """Quantised TV-L1 flow between consecutive frames: uint8 [N, H, W] -> uint8 [N-1, H, W, 2].
 
-    Dispatches on ``settings.flow_backend``; with OpenCV the pairs are split into contiguous
-    runs over ``settings.flow_workers`` processes (0 = one per core).
+    Dispatches on ``settings.flow_backend``; with OpenCV (fused) the pairs are split into
+    contiguous runs over ``settings.flow_workers`` processes (threads), 0 = one per core.
     """
     gray_frames = np.asarray(gray_frames)
     if gray_frames.ndim != 3 or gray_frames.dtype != np.uint8:

@@ -31,7 +31,7 @@ from core.hashing import file_sha256, json_hash
 from core.strict import strict_kwargs
 from extractors.backbones import RGB_ONLY_BACKBONES, effective_contract, is_rgb_only
 
-FLOW_BACKENDS = ("opencv", "torch")
+FLOW_BACKENDS = ("opencv", "fused", "torch")
 BACKBONES = ("i3d", *RGB_ONLY_BACKBONES)  # i3d = two-stream (RGB + TV-L1 flow); the rest RGB only
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -132,13 +132,13 @@ class ExtractSettings:
 
     @property
     def num_flow_workers(self) -> int:
-        """Process count for OpenCV TV-L1: ``flow_workers``, or the usable cores when 0."""
+        """TV-L1 workers when flow is the only stage: ``flow_workers``, or when 0 the whole
+        compute-thread budget (core.threads.cpu_budget: the usable cores or $HAMNET_CPU_THREADS)."""
         if self.flow_workers > 0:
             return int(self.flow_workers)
-        try:
-            return max(1, len(os.sched_getaffinity(0)))
-        except AttributeError:  # not Linux
-            return max(1, os.cpu_count() or 1)
+        from core.threads import cpu_budget
+
+        return cpu_budget()
 
     def flow_inputs(self) -> dict[str, Any]:
         return {

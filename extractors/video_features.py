@@ -5,11 +5,14 @@ Stages and where they run:
 1. decode + resample to 25 fps + resize/crop -- a background thread (PyAV and OpenCV release
    the GIL), handing over groups of ``frames_per_snippet`` cropped frames through a bounded
    queue;
-2. TV-L1 flow -- a pool of ``flow_workers`` processes (extractors.flow.FlowRunner), one job
-   per snippet (its 16 pairs, which needs the first frame of the next snippet), several jobs
-   in flight;
+2. TV-L1 flow -- a pool of flow workers (extractors.flow.FlowRunner: processes for OpenCV,
+   threads for the fused backend), one job per snippet (its 16 pairs, which needs the first
+   frame of the next snippet), several jobs in flight;
 3. I3D RGB and flow -- the calling thread, in batches of ``batch_size`` snippets, consuming
    snippets in order as soon as their flow is done.
+
+The worker count and I3D's torch threads come from extractors.budget.plan_extraction, which
+keeps their sum within the machine's compute-thread budget (core.threads).
 
 So the stages overlap and a video's wall time approaches that of its slowest stage (flow, on
 CPU) instead of the sum. Memory is bounded by the queue and the number of jobs in flight
@@ -33,6 +36,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from core.device import resolve_device
+from core.threads import torch_threads
+from extractors.budget import plan_extraction
 from extractors.decode import DecodeStats, iter_frames, open_video
 from extractors.errors import VideoError
 from extractors.flow import FlowRunner
@@ -245,11 +250,16 @@ def extract_video_features(
     cached_flow: ArrayLike | None = None,
     runner: FlowRunner | None = None,
     progress: bool = True,
+    i3d_threads: int | None = None,
 ) -> VideoFeatureResult:
     """RGB and flow I3D features [T, 1024] of one video, streamed and pipelined.
 
     ``models`` = (rgb I3D, flow I3D); built from ``settings`` (checkpoints or the seeded random
     backbone) when omitted. Raises VideoError for unusable videos.
+
+    Threads follow extractors.budget.plan_extraction (flow workers + I3D torch threads <= the
+    compute budget); a caller-provided ``runner`` keeps its workers; ``i3d_threads`` overrides
+    the plan's torch threads (benchmarks).
     """
     import time
 
@@ -262,6 +272,9 @@ def extract_video_features(
     container.close()
     rgb_model, flow_model = models if models is not None else cached_backbones(settings)
     device = resolve_device(settings.device)
+    plan = plan_extraction(settings, device, flow_cached=cached_flow is not None)
+    own_runner = runner is None and cached_flow is None
+    n_threads = plan.i3d_threads if i3d_threads is None else i3d_threads
     run_rgb = I3DRunner(rgb_model, device, settings.precision)
     run_flow = I3DRunner(flow_model, device, settings.precision)
     st = DecodeStats()
@@ -284,17 +297,22 @@ def extract_video_features(
     est = _estimate_snippets(video_path, settings)
     bar = tqdm(total=est, desc=f"features {os.path.basename(str(video_path))}", unit="snippet", disable=not progress)
     try:
-        snippets = iter_snippets(video_path, settings, stats=st, cached_flow=cached_flow, runner=runner)
-        for rgb, flow in iter_padded_snippets(snippets, k):
-            rgb_buf.append(rgb)
-            flow_buf.append(flow)
-            if len(rgb_buf) == bs:
+        if own_runner:
+            runner = FlowRunner(settings, workers=plan.flow_workers, background=plan.background)
+        with torch_threads(n_threads):
+            snippets = iter_snippets(video_path, settings, stats=st, cached_flow=cached_flow, runner=runner)
+            for rgb, flow in iter_padded_snippets(snippets, k):
+                rgb_buf.append(rgb)
+                flow_buf.append(flow)
+                if len(rgb_buf) == bs:
+                    flush()
+                bar.update(1)
+            if rgb_buf:
                 flush()
-            bar.update(1)
-        if rgb_buf:
-            flush()
     finally:
         bar.close()
+        if own_runner and runner is not None:
+            runner.close()
     rgb_out = np.concatenate(rgb_feats).astype(np.float32)
     flow_out = np.concatenate(flow_feats).astype(np.float32)
     expected = num_snippets(st.n_frames, k)
@@ -302,7 +320,10 @@ def extract_video_features(
         raise RuntimeError(f"{video_path}: produced {rgb_out.shape[0]} snippets, expected {expected}")
     if not (np.isfinite(rgb_out).all() and np.isfinite(flow_out).all()):
         raise RuntimeError(f"{video_path}: I3D produced NaN/inf features (precision {settings.precision})")
-    return VideoFeatureResult(rgb_out, flow_out, st, {"wall_s": time.perf_counter() - t_start, "i3d_s": t_i3d})
+    timings = {"wall_s": time.perf_counter() - t_start, "i3d_s": t_i3d, "i3d_threads": float(n_threads)}
+    if runner is not None:
+        timings["flow_workers"] = float(runner.workers)
+    return VideoFeatureResult(rgb_out, flow_out, st, timings)
 
 
 def _estimate_snippets(video_path, settings: ExtractSettings) -> int | None:

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from core.atomic import atomic_path
 from core.device import resolve_device
+from core.threads import cpu_budget, torch_threads
 from hamnet.config import LossConfig, ModelConfig, TrainConfig
 from hamnet.losses import LOSS_NAMES, hamnet_losses
 from hamnet.model import HamNet, InputStandardize, build_hamnet
@@ -176,7 +177,10 @@ def train_hamnet(
     fork_devices = (
         [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
     )
-    with torch.random.fork_rng(devices=fork_devices):
+    # Thread budget (core.threads): training is the only stage running, so it may use the whole
+    # budget, never more (a caller that already lowered torch's threads keeps its lower count).
+    cpu_threads = min(torch.get_num_threads(), cpu_budget()) if device.type == "cpu" else torch.get_num_threads()
+    with torch.random.fork_rng(devices=fork_devices), torch_threads(cpu_threads):
         torch.manual_seed(train_cfg.seed)
         model = build_hamnet(model_cfg, len(classes))
         if standardize:

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import luigi
 import pytest
-from test_tasks import RAN, build, params, ran_videos, tiny_dataset
 
 import tasks
 from extractors.errors import VideoError
@@ -28,6 +27,7 @@ from pipeline.shards import (
     shard_size,
     stale_jobs,
 )
+from tests.test_tasks import RAN, build, params, ran_videos, tiny_dataset
 
 # --------------------------------------------------------------------------- grouping
 

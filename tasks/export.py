@@ -16,12 +16,14 @@ from pathlib import Path
 import luigi
 
 from core.activitynet import read_ground_truth_json
-from pipeline.config import settings_hash
-from pipeline.runlog import read_json, start_run_log
+from core.atomic import read_json
+from core.hashing import settings_hash
+from pipeline.runlog import start_run_log
+from pipeline.videos import map_to_ids, ok_videos
 from storage.export import FORMATS, MANIFEST, default_train_subset, export_store, plan_export
 from storage.labels import read_labels_csv
 from tasks.common import PipelineTask
-from tasks.dataset import FeatureIndex, map_to_ids, ok_videos
+from tasks.dataset import FeatureIndex
 
 log = logging.getLogger("hamnet.tasks")
 

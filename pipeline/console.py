@@ -77,6 +77,11 @@ class _Console(logging.Formatter):
         return msg
 
 
+# Loggers whose INFO lines (one or more per video) go to the run log only: on 1,000 videos
+# they would bury the story. Their warnings (a failed video) still reach the terminal.
+FILE_ONLY_INFO = ("hamnet.tasks.videos", "extractors")
+
+
 class _OncePerRun(logging.Filter):
     """Drop a warning the console has already shown (the file log keeps every copy)."""
 
@@ -86,7 +91,7 @@ class _OncePerRun(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
-            return True
+            return not record.name.startswith(FILE_ONLY_INFO)
         key = record.getMessage()
         if key in self.seen:
             return False
@@ -121,6 +126,7 @@ def install_console(luigi_level: int = logging.WARNING, stream: TextIO | None = 
     ours = logging.getLogger("hamnet")
     ours.addHandler(handler)
     ours.setLevel(logging.INFO)
+    logging.getLogger("extractors").addHandler(handler)  # decoding warnings name the damaged file
     # Luigi's loggers: their records reach the run log through the root logger; the console
     # shows them from ``luigi_level`` on, user errors as one line.
     luigi_handler = logging.StreamHandler(stream or sys.stderr)

@@ -25,7 +25,8 @@ from pipeline.runlog import start_run_log
 from pipeline.videos import read_record, source_stat
 from tasks.common import DEMO_SPEC, PipelineTask
 
-log = logging.getLogger("hamnet.tasks")
+# Per-video progress: in the run log; the terminal shows only its warnings (pipeline/console.py).
+log = logging.getLogger("hamnet.tasks.videos")
 
 
 class MakeDemo(PipelineTask):

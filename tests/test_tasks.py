@@ -87,6 +87,7 @@ def test_rerun_rules_and_inference_only(tmp_path):
     with pytest.raises(SystemExit) as stop:
         tasks.RunAll(**params(data, out))
     assert stop.value.code == EXIT_PREFLIGHT and not (out / "flow").exists()
+
     # ...unless the user says to train without it.
     def lenient(overrides: str = "") -> dict:
         return {**params(data, out, overrides), "ignore_unmatched_labels": True}

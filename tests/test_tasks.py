@@ -19,8 +19,8 @@ import luigi
 import pytest
 
 import tasks
-from pipeline.preflight import EXIT_PREFLIGHT
 from pipeline.demo import DemoSpec, synthesize_demo
+from pipeline.preflight import EXIT_PREFLIGHT
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -105,11 +105,12 @@ def _listing(keys: list[str], limit: int = 12) -> str:
     return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
 
 
-def load_i3d_checkpoint(path: str | os.PathLike, in_channels: int) -> I3D:
+def load_i3d_checkpoint(path: str | os.PathLike, in_channels: int, *, check_only: bool = False) -> I3D:
     """Build an Inception-v1 I3D with ``in_channels`` inputs and load ``path`` into it.
 
     Raises CheckpointError naming the file and listing missing, unexpected and mis-shaped
-    tensors if the file does not fit exactly.
+    tensors if the file does not fit exactly. ``check_only`` (the preflight) does every check
+    on a weightless network (``meta`` device) and skips copying the weights, the slow part.
     """
     state = read_state_dict(path)
     layout = detect_layout(state)
@@ -123,7 +124,11 @@ def load_i3d_checkpoint(path: str | os.PathLike, in_channels: int) -> I3D:
     state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
     logits_w = state.get("logits.conv3d.weight")
     num_classes = int(logits_w.shape[0]) if logits_w is not None and logits_w.ndim == 5 else 400
-    model = build_i3d(in_channels, num_classes)
+    if check_only:
+        with torch.device("meta"):
+            model = build_i3d(in_channels, num_classes)
+    else:
+        model = build_i3d(in_channels, num_classes)
     expected = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -143,6 +148,8 @@ def load_i3d_checkpoint(path: str | os.PathLike, in_channels: int) -> I3D:
         raise CheckpointError(
             f"{path}: does not fit a {in_channels}-channel Inception-v1 I3D ({layout} layout); " + "; ".join(problems)
         )
+    if check_only:
+        return model
     model.load_state_dict(state, strict=False)  # strict minus num_batches_tracked, checked above
     return model.eval()
 

@@ -72,7 +72,7 @@ def check_checkpoints(extract: Mapping[str, Any]) -> list[str]:
             problems.append(f"extract.{key}: {path}: file not found")
         else:
             try:
-                load_i3d_checkpoint(path, channels)
+                load_i3d_checkpoint(path, channels, check_only=True)
             except CheckpointError as e:
                 problems.append(f"extract.{key}: {e}")
     return problems

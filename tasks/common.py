@@ -11,7 +11,7 @@ Storage layout under ``--output-dir`` (the "storage root"; several machines may 
     evaluate/<eval_hash>/metrics.json
     report/<report_hash>/report.html
     done/<report_hash>.json       RunAll's completion marker (written only when every video succeeded)
-    report.html, summary.txt, results.json, csv/   copies of the latest run, for people
+    report.html, summary.txt, results.json, segments/<id>.csv   copies of the latest run, for people
     logs/run-<UTC>-<pid>.log      one log per luigi command
 
 Every hash is over exactly the settings and inputs that change that output, so Luigi's

@@ -169,7 +169,7 @@ def check_disk(output_dir: Path, video_dir: Path | None, videos: Mapping[str, st
     need = estimate_output_bytes(total, len(videos))
     if free < need:
         return [
-            f"{output_dir}: {free / 1e9:.1f} GB free, the run may write about {need / 1e9:.1f} GB "
+            f"{output_dir}: {_size(free)} free, the run may write about {_size(need)} "
             "(flow caches and features); it stops with 'no space left on device' if space runs out"
         ]
     return []
@@ -241,6 +241,10 @@ def preflight_once(**kwargs: Any) -> PreflightResult:
     log.debug("preflight passed in %.2f s", res.seconds)
     _DONE[key] = res
     return res
+
+
+def _size(n: float) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
 
 
 def _first(items: list[str], n: int = 5) -> str:

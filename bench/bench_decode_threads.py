@@ -18,7 +18,9 @@ from pathlib import Path
 import extractors.decode as decode
 from extractors.transforms import resize_crop
 
-DEFAULT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "videos" / "mmaction2" / "demo" / "demo.mp4"
+DEFAULT = (
+    Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "videos" / "mmaction2" / "demo" / "demo.mp4"
+)
 
 
 def main() -> None:

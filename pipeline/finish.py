@@ -57,6 +57,7 @@ def final_block(
     num_csv: int,
     log_path: Path | None,
     random_backbone: bool,
+    video_warnings: Sequence[str] = (),
 ) -> str:
     """The closing block of a run (terminal and the top of ``summary.txt``)."""
     ok = [o for o in outcomes if o.status == "ok"]
@@ -67,6 +68,9 @@ def final_block(
         lines.append(f"  FAILED {o.source}: {o.reason}")
     if len(failed) > 5:
         lines.append(f"  ... {len(failed) - 5} more failures in summary.txt")
+    if video_warnings:
+        lines.append(f"WARNING: {len(video_warnings)} decoding warnings (damaged or truncated files), e.g.:")
+        lines += [f"  {w}" for w in video_warnings[:3]]
     lines += map_lines(metrics)
     if random_backbone:
         lines.append(

@@ -63,6 +63,7 @@ class FeatureIndex(PipelineTask):
                         "num_snippets",
                         "duration",
                         "seconds_per_snippet",
+                        "warnings",
                     )
                 }
             )
@@ -346,6 +347,7 @@ class RunAll(PipelineTask):
             num_csv=num_csv,
             log_path=log_path,
             random_backbone=bool(index.get("random_backbone")),
+            video_warnings=[w for v in index["videos"] for w in (v.get("warnings") or [])],
         )
         text = block + "\n" + format_summary(outcomes, skipped)
         text += f"\nlocalizations (hash-named, exact for reruns): {loc_dir}\n"

@@ -172,6 +172,8 @@ class VideoFeatures(_VideoTask):
                 "num_snippets": f.num_snippets,
                 "duration": float(f.attrs["duration"]),
                 "seconds_per_snippet": f.seconds_per_snippet,
+                # damaged-stream warnings of decoding (issue 10): into the record, index and summary
+                "warnings": list((f.settings.get("decode") or {}).get("warnings") or []),
             }
 
         self._run_guarded(work)

@@ -6,6 +6,7 @@ stderr not a terminal, as in a log-capturing job runner.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.finish import map_lines, publish_segments
+from tests.test_decode import _faststart_copy
 from tests.test_tasks import TINY_OVERRIDES, tiny_dataset
+from tests.video_synth import moving_square_frames, write_video
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -34,6 +37,10 @@ def run_luigi(args: list[str]) -> subprocess.CompletedProcess:
 @pytest.mark.slow  # about 40 s on the 2-core machine (a whole luigi run)
 def test_console_tells_the_story_and_ends_with_results(tmp_path):
     data = tiny_dataset(tmp_path)
+    # A damaged file among them: its warning must reach the terminal, summary.txt and its record.
+    full = write_video(tmp_path / "src.mp4", moving_square_frames(150, 64, 48), 25)
+    raw = _faststart_copy(full, tmp_path / "fs.mp4").read_bytes()
+    (data["videos"] / "cut.mp4").write_bytes(raw[: len(raw) // 2 + 2000])
     out = tmp_path / "out"
     r = run_luigi(
         [
@@ -53,11 +60,16 @@ def test_console_tells_the_story_and_ends_with_results(tmp_path):
     assert sum("RANDOM" in ln for ln in lines) == 2, text
     # The final block: counts, mAP, fixed paths.
     block = lines[[i for i, ln in enumerate(lines) if "HAM-Net run summary" in ln][-1] :]
-    assert "videos: 4 ok, 0 failed, 0 files skipped (not videos)" in block
+    assert "videos: 5 ok, 0 failed, 0 files skipped (not videos)" in block
     assert any(ln.startswith("mAP (%) @ tIoU  0.10  0.20") for ln in block), block
     assert f"report:       {out / 'report.html'}" in block
-    assert f"segments:     {out / 'segments'}/<video-id>.csv (4 files)" in block
-    assert (out / "report.html").is_file() and len(list((out / "segments").glob("*.csv"))) == 4
+    assert f"segments:     {out / 'segments'}/<video-id>.csv (5 files)" in block
+    assert (out / "report.html").is_file() and len(list((out / "segments").glob("*.csv"))) == 5
+    damaged = [ln for ln in lines if "of the 150 frames the container claims" in ln]
+    assert len(damaged) == 2 and damaged[0].startswith("WARNING: ") and "cut.mp4" in damaged[0]
+    assert "WARNING: 1 decoding warnings (damaged or truncated files), e.g.:" in block
+    record = json.loads(next((out / "features").rglob("cut.json")).read_text(encoding="utf-8"))
+    assert record["status"] == "ok" and any("container claims" in w for w in record["warnings"])
     # summary.txt carries the same numbers.
     summary = (out / "summary.txt").read_text(encoding="utf-8")
     assert [ln for ln in block if ln.startswith("mAP") or ln.startswith(" " * 15)][0] in summary

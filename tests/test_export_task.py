@@ -14,7 +14,7 @@ from pathlib import Path
 import luigi
 import numpy as np
 import pytest
-from test_tasks import RAN, build, params, tiny_dataset
+from tests.test_tasks import RAN, build, params, tiny_dataset
 
 import tasks
 from storage.featstore import FeatureStore, feature_path, write_features

@@ -39,7 +39,7 @@ def session_members(sid: int) -> list[int]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_during_flow_ends_every_child_and_prints_one_line(tmp_path, sig):
     videos = tmp_path / "videos"
     videos.mkdir()

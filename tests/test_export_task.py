@@ -14,13 +14,13 @@ from pathlib import Path
 import luigi
 import numpy as np
 import pytest
-from tests.test_tasks import RAN, build, params, tiny_dataset
 
 import tasks
 from storage.featstore import FeatureStore, feature_path, write_features
 from storage.labels import read_labels_csv, write_labels_csv
 from storage.safe_pickle import safe_load_npy
 from tests.hamnet_synth import planted_dataset
+from tests.test_tasks import RAN, build, params, tiny_dataset
 
 
 def _fake_extracted_run(tmp_path: Path) -> dict[str, str]:

@@ -282,6 +282,8 @@ def test_two_workers_share_a_scheduler_and_extract_each_video_once(tmp_path):
             "--worker-keep-alive",
             "--worker-wait-interval",
             "0.5",
+            "--log-level",  # Luigi's own summary (parsed below) is off the terminal by default
+            "INFO",
         )
         workers = [
             subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -296,8 +298,9 @@ def test_two_workers_share_a_scheduler_and_extract_each_video_once(tmp_path):
         stopped = subprocess.run(sched_cmd + ["stop", *sched_args], env=env, capture_output=True, text=True, timeout=60)
     assert stopped.returncode == 0 and "stopped luigid" in stopped.stdout, stopped.stderr
     # The whole graph is complete: the same command with a local scheduler has nothing to do.
-    check = run(luigi_cmd("RunAll", data, shared, overrides, "--local-scheduler"), tmp_path)
-    assert check.returncode == 0 and "ran successfully" not in check.stderr, check.stderr[-3000:]
+    check = run(luigi_cmd("RunAll", data, shared, overrides, "--local-scheduler", "--log-level", "INFO"), tmp_path)
+    assert check.returncode == 0 and "Luigi Execution Summary" in check.stderr, check.stderr[-3000:]
+    assert "ran successfully" not in check.stderr, check.stderr[-3000:]
 
     # each video's flow and features were computed exactly once, across both workers' logs
     logs = [p.read_text() for p in (shared / "logs").glob("run-*.log")]

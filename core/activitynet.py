@@ -57,6 +57,10 @@ def read_ground_truth_json(path: str | os.PathLike) -> dict[str, Any]:
         gt = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise AnnotationError(f"{path}: not valid JSON ({e})") from e
+    except UnicodeDecodeError as e:
+        raise AnnotationError(f"{path}: not UTF-8 text (byte {e.start}); save the file as UTF-8") from e
+    except (ValueError, RecursionError) as e:  # a 5000-digit number, nesting deeper than Python's stack
+        raise AnnotationError(f"{path}: JSON too large or too deeply nested to read ({type(e).__name__})") from e
     validate_ground_truth(gt, source=str(path))
     return gt
 

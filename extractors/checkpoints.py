@@ -129,11 +129,12 @@ def check_state_fits(state: Mapping[str, torch.Tensor], model: nn.Module) -> str
     return "; ".join(problems)
 
 
-def load_i3d_checkpoint(path: str | os.PathLike, in_channels: int) -> I3D:
+def load_i3d_checkpoint(path: str | os.PathLike, in_channels: int, *, check_only: bool = False) -> I3D:
     """Build an Inception-v1 I3D with ``in_channels`` inputs and load ``path`` into it.
 
     Raises CheckpointError naming the file and listing missing, unexpected and mis-shaped
-    tensors if the file does not fit exactly.
+    tensors if the file does not fit exactly. ``check_only`` (the preflight) does every check
+    on a weightless network (``meta`` device) and skips copying the weights, the slow part.
     """
     state = read_state_dict(path)
     layout = detect_layout(state)
@@ -147,12 +148,18 @@ def load_i3d_checkpoint(path: str | os.PathLike, in_channels: int) -> I3D:
     state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
     logits_w = state.get("logits.conv3d.weight")
     num_classes = int(logits_w.shape[0]) if logits_w is not None and logits_w.ndim == 5 else 400
-    model = build_i3d(in_channels, num_classes)
+    if check_only:  # preflight: check keys and shapes without allocating the weights
+        with torch.device("meta"):
+            model = build_i3d(in_channels, num_classes)
+    else:
+        model = build_i3d(in_channels, num_classes)
     problems = check_state_fits(state, model)
     if problems:
         raise CheckpointError(
             f"{path}: does not fit a {in_channels}-channel Inception-v1 I3D ({layout} layout); " + problems
         )
+    if check_only:
+        return model
     model.load_state_dict(state, strict=False)  # strict minus num_batches_tracked, checked above
     return model.eval()
 

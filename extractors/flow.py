@@ -85,9 +85,14 @@ def _fused_job(gray: np.ndarray, params: TVL1Params, bound: float) -> np.ndarray
 
 
 def _worker_init() -> None:
+    import signal
+
     import cv2
 
     cv2.setNumThreads(1)  # one process per core does the parallelism
+    # Ctrl-C reaches the whole process group: the parent stops the pool (FlowRunner.close),
+    # so a worker must not die mid-write and print its own KeyboardInterrupt traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class _Done(Future):
@@ -150,16 +155,24 @@ class FlowRunner:
         flow = np.asarray(flow, dtype=np.float32)
         return quantize_flow(flow, self.settings.flow_bound)
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
+        """Shut the pool down; ``abort`` (an exception or a signal is unwinding) kills the workers.
+
+        Waiting for running TV-L1 jobs could take many seconds and, when the parent is going
+        away, leave workers blocked on a result pipe nobody reads, so they are terminated.
+        """
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+            pool, self._pool = self._pool, None
+            if abort:
+                for proc in list(getattr(pool, "_processes", {}).values()):
+                    proc.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self) -> FlowRunner:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        self.close(abort=exc_type is not None)
 
 
 def compute_flow(gray_frames: np.ndarray, settings: ExtractSettings, *, progress: bool = False) -> np.ndarray:
@@ -182,6 +195,6 @@ def compute_flow(gray_frames: np.ndarray, settings: ExtractSettings, *, progress
         parts = []
         from tqdm import tqdm
 
-        for fut in tqdm(futures, desc="TV-L1", unit="job", disable=not progress):
+        for fut in tqdm(futures, desc="TV-L1", unit="job", disable=None if progress else True):
             parts.append(fut.result())
     return np.concatenate(parts, axis=0)

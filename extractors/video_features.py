@@ -135,6 +135,7 @@ def iter_snippets(
         runner = FlowRunner(settings)
     in_flight = max_jobs or (2 * runner.workers + 2 if runner is not None else 1)
     pending: deque[tuple[int, list[np.ndarray], Any]] = deque()  # (index, frames, future|array)
+    aborted = False
     producer.start()
 
     def next_group():
@@ -189,11 +190,14 @@ def iter_snippets(
                 video_path,
                 f"flow cache has {cached_flow.shape[0]} fields, but the video decodes to {n} frames (expected {n - 1})",
             )
+    except BaseException:  # includes GeneratorExit and KeyboardInterrupt (Ctrl-C, SIGTERM)
+        aborted = True
+        raise
     finally:
         stop.set()
         producer.join(timeout=10)
         if own_runner and runner is not None:
-            runner.close()
+            runner.close(abort=aborted)
 
 
 def _done(x: Any) -> bool:
@@ -295,7 +299,13 @@ def extract_video_features(
         flow_buf.clear()
 
     est = _estimate_snippets(video_path, settings)
-    bar = tqdm(total=est, desc=f"features {os.path.basename(str(video_path))}", unit="snippet", disable=not progress)
+    bar = tqdm(
+        total=est,
+        desc=f"features {os.path.basename(str(video_path))}",
+        unit="snippet",
+        disable=None if progress else True,
+        leave=False,
+    )
     try:
         if own_runner:
             runner = FlowRunner(settings, workers=plan.flow_workers, background=plan.background)

@@ -136,6 +136,8 @@ def load_json(path: str | os.PathLike, kind: str) -> dict[str, Any]:
         raise EvaluationInputError(f"{path}: malformed JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
     except (UnicodeDecodeError, OSError) as e:
         raise EvaluationInputError(f"{path}: cannot read: {e}") from None
+    except (ValueError, RecursionError) as e:  # a 5000-digit number; nesting deeper than the stack
+        raise EvaluationInputError(f"{path}: JSON too large or too deeply nested ({type(e).__name__})") from None
     if not isinstance(data, dict):
         raise EvaluationInputError(f"{path}: expected a JSON object at the top level, got {type(data).__name__}")
     key = kinds[kind]

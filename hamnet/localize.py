@@ -236,7 +236,7 @@ def localize_videos(
 
     model, classes, _ = load_checkpoint(checkpoint_path, device=resolve_device(device))
     out: dict[str, VideoLocalization] = {}
-    for vid in tqdm(list(features), desc="localizing", unit="video", disable=not progress):
+    for vid in tqdm(list(features), desc="localizing", unit="video", disable=None if progress else True):
         sps = seconds_per_snippet[vid] if isinstance(seconds_per_snippet, Mapping) else seconds_per_snippet
         out[vid] = localize_video(model, features[vid], classes, cfg, seconds_per_snippet=float(sps), video_id=vid)
     return out

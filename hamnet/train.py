@@ -159,7 +159,7 @@ def train_hamnet(
     standardize = model_cfg.input_norm == "standardize"
     s1 = np.zeros(model_cfg.feature_dim, np.float64)
     s2 = np.zeros(model_cfg.feature_dim, np.float64)
-    for vid in tqdm(video_ids, desc="checking features", disable=not progress, leave=False):
+    for vid in tqdm(video_ids, desc="checking features", disable=None if progress else True, leave=False):
         x = _load_video(features, vid, model_cfg.feature_dim)
         lengths.append(int(x.shape[0]))
         if standardize:  # statistics over every training snippet, in the same pass
@@ -200,7 +200,7 @@ def train_hamnet(
             initial=min(start_epoch, train_cfg.epochs) * n_batches,
             desc="training HAM-Net",
             unit="it",
-            disable=not progress,
+            disable=None if progress else True,
             dynamic_ncols=True,
         )
         model.train()

@@ -144,6 +144,7 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
     Callers run this before any expensive work (the Luigi tasks when they are built), so
     ``train.epochs=abc`` is reported in a second, not after hours of extraction.
     """
+    _check_number_types(cfg, default_config(), "")
     try:
         ExtractSettings.from_dict(cfg["extract"])
         hamnet_settings(cfg)
@@ -151,6 +152,24 @@ def validate_config(cfg: Mapping[str, Any]) -> None:
         ReportConfig.from_dict(cfg["report"])
     except (TypeError, ValueError) as e:
         raise ConfigError(str(e)) from e
+
+
+def _check_number_types(cfg: Mapping[str, Any], defaults: Mapping[str, Any], prefix: str) -> None:
+    """A setting whose default is a number must be a number: ``extract.crop=abc`` is named here.
+
+    (Some dataclasses compare values before checking their type, which would otherwise surface
+    as "'<' not supported between 'str' and 'int'" without the key.)
+    """
+    for key, default in defaults.items():
+        if key not in cfg:
+            continue
+        value, name = cfg[key], f"{prefix}{key}"
+        if isinstance(default, Mapping) and isinstance(value, Mapping):
+            _check_number_types(value, default, name + ".")
+        elif isinstance(default, (int, float)) and not isinstance(default, bool):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                kind = "an integer" if isinstance(default, int) else "a number"
+                raise ConfigError(f"{name} must be {kind}, got {value!r}")
 
 
 def _load_file(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
@@ -186,7 +205,7 @@ def merge(base: Mapping[str, Any], update: Mapping[str, Any], *, strict: bool, w
     out = copy.deepcopy(dict(base))
     for key, val in update.items():
         if strict and key not in out:
-            raise ConfigError(f"{where}: unknown setting {key!r} (known: {sorted(out)})")
+            raise ConfigError(f"{where}: unknown setting {key!r}{_did_you_mean(key, out)} (known: {sorted(out)})")
         if isinstance(val, Mapping) and isinstance(out.get(key), Mapping):
             out[key] = merge(out[key], val, strict=strict, where=f"{where}: {key}")
         else:
@@ -203,14 +222,24 @@ def apply_override(cfg: dict[str, Any], item: str) -> None:
     node: Any = cfg
     for i, part in enumerate(parts[:-1]):
         if not isinstance(node, dict) or part not in node:
-            raise ConfigError(f"override {item!r}: unknown section {'.'.join(parts[: i + 1])!r}")
+            hint = _did_you_mean(part, node, prefix=".".join(parts[:i])) if isinstance(node, dict) else ""
+            raise ConfigError(f"override {item!r}: unknown section {'.'.join(parts[: i + 1])!r}{hint}")
         node = node[part]
     if not isinstance(node, dict) or parts[-1] not in node:
-        raise ConfigError(f"override {item!r}: unknown setting {key!r}")
+        hint = _did_you_mean(parts[-1], node, prefix=".".join(parts[:-1])) if isinstance(node, dict) else ""
+        raise ConfigError(f"override {item!r}: unknown setting {key!r}{hint}")
     try:
         node[parts[-1]] = _yaml(raw)
     except yaml.YAMLError as e:
         raise ConfigError(f"override {item!r}: value is not valid YAML ({e})") from e
+
+
+def _did_you_mean(key: str, known: Iterable[str], prefix: str = "") -> str:
+    """``; did you mean 'train.epochs'?`` for the closest known key, or "" when none is close."""
+    import difflib
+
+    close = difflib.get_close_matches(str(key), [str(k) for k in known], n=1, cutoff=0.6)
+    return f"; did you mean {(prefix + '.' if prefix else '') + close[0]!r}?" if close else ""
 
 
 def parse_overrides(text: str | Sequence[str] | None) -> list[str]:

@@ -268,7 +268,7 @@ def synthesize_demo(
     out = Path(out_dir)
     videos = plan_demo(spec)
     vdir = out / "videos"
-    for v in tqdm(videos, desc="synthesising demo videos", unit="video", disable=not progress):
+    for v in tqdm(videos, desc="synthesising demo videos", unit="video", disable=None if progress else True):
         target = vdir / f"{v.video_id}.mp4"
         if not target.exists():  # a rerun after a kill keeps the videos already written
             write_video_file(target, render_video(v, spec), spec.fps)

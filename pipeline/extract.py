@@ -39,7 +39,9 @@ def write_flow_cache(
     st = DecodeStats()
     with atomic_h5(out_path) as f:
         writer = FlowCacheWriter(f, settings.crop)
-        bar = tqdm(desc=f"flow {Path(video_path).name}", unit="snippet", disable=not progress)
+        bar = tqdm(
+            desc=f"flow {Path(video_path).name}", unit="snippet", disable=None if progress else True, leave=False
+        )
         try:
             for snip in iter_snippets(video_path, settings, stats=st):
                 writer.append(snip.flow)
@@ -85,7 +87,8 @@ def write_video_features(
     if settings.random_backbone:
         kind = "I3D" if settings.needs_flow else settings.backbone
         warnings.warn(
-            f"{video_path}: extracting with a RANDOM {kind} backbone (seed {settings.random_seed}); "
+            # No file name in the text: Python then shows it once per process, not once per video.
+            f"extracting with a RANDOM {kind} backbone (seed {settings.random_seed}); "
             "the features are meaningless outside demos and tests, and the file is marked so",
             stacklevel=2,
         )

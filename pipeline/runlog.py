@@ -39,7 +39,7 @@ def start_run_log(output_dir: str | os.PathLike) -> Path:
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
     path = Path(root) / "logs" / f"run-{stamp}-{os.getpid()}.log"
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
+    handler = _RunLogHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter(_LOG_FORMAT))
     handler.setLevel(logging.INFO)
     top = logging.getLogger()
@@ -49,6 +49,20 @@ def start_run_log(output_dir: str | os.PathLike) -> Path:
     log.setLevel(logging.INFO)
     _active.update(pid=os.getpid(), root=root, handler=handler, path=path)
     return path
+
+
+class _RunLogHandler(logging.FileHandler):
+    """The run log's handler: when the disk is full, one line on stderr instead of a traceback per record."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        import sys
+
+        if not getattr(self, "_failed", False):
+            self._failed = True
+            print(
+                f"WARNING: cannot write the run log {self.baseFilename} (disk full?); it misses later lines",
+                file=sys.stderr,
+            )
 
 
 def format_summary(outcomes: Sequence[VideoOutcome], skipped: Iterable[tuple[str, str]] = ()) -> str:

@@ -30,7 +30,8 @@ from typing import Any
 from core.atomic import PARTIAL_SUFFIX, write_json_atomic
 from pipeline.videos import read_record, source_stat
 
-log = logging.getLogger("hamnet.tasks")
+# Per-video and per-shard progress: run log only; warnings still reach the terminal (pipeline/console.py).
+log = logging.getLogger("hamnet.tasks.videos")
 
 
 # --------------------------------------------------------------------------- grouping

@@ -9,7 +9,7 @@ video makes its records stale and it is extracted again.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -77,23 +77,56 @@ def read_record(path: str | os.PathLike) -> dict[str, Any] | None:
     return rec if isinstance(rec, dict) and rec.get("status") in ("ok", "failed") else None
 
 
+class AmbiguousVideoKey(ValueError):
+    """A labels or ground-truth key names more than one video (``test`` for test.mp4 and test.avi)."""
+
+
+def resolve_video_keys(
+    keys: Iterable[str], videos: Mapping[str, str]
+) -> tuple[dict[str, str], list[str], dict[str, list[str]]]:
+    """Match table keys (labels, ground truth) to videos: ``(key -> id, unmatched, ambiguous)``.
+
+    A key may be the file name (``a.mp4``), the video id, or the file's stem (``a``). The file
+    name and the id are unique; a stem is not (``test.mp4`` and ``test.avi``), and picking one
+    of the files would silently pair annotations with the wrong video, so a stem shared by
+    several files is reported in ``ambiguous`` with the candidate file names.
+    """
+    exact: dict[str, str] = {}
+    by_stem: dict[str, list[str]] = {}
+    for name, vid in videos.items():
+        exact[name] = vid
+        exact.setdefault(vid, vid)
+        by_stem.setdefault(Path(name).stem, []).append(name)
+    matched: dict[str, str] = {}
+    unmatched: list[str] = []
+    ambiguous: dict[str, list[str]] = {}
+    for key in keys:
+        if key in exact:
+            matched[key] = exact[key]
+        elif len(by_stem.get(key, [])) == 1:
+            matched[key] = videos[by_stem[key][0]]
+        elif key in by_stem:
+            ambiguous[key] = sorted(by_stem[key])
+        else:
+            unmatched.append(key)
+    return matched, unmatched, ambiguous
+
+
 def map_to_ids(table: Mapping[str, Any], videos: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
     """Re-key a ``{video name: value}`` table (labels, ground truth) by video id.
 
-    A key may be the file name (``a.mp4``), its stem (``a``) or the id itself; the first video
-    claiming a key keeps it. Returns the re-keyed table and the keys that match no video.
+    Keys resolve as in :func:`resolve_video_keys`. Returns the re-keyed table and the keys that
+    match no video; raises :class:`AmbiguousVideoKey` naming the files when a key matches
+    several (the preflight reports this before any work, pipeline/preflight.py).
     """
-    lookup: dict[str, str] = {}
-    for name, vid in videos.items():
-        for k in (name, Path(name).stem, vid):
-            lookup.setdefault(k, vid)
-    out, unmatched = {}, []
-    for key, value in table.items():
-        if key in lookup:
-            out[lookup[key]] = value
-        else:
-            unmatched.append(key)
-    return out, unmatched
+    matched, unmatched, ambiguous = resolve_video_keys(table, videos)
+    if ambiguous:
+        raise AmbiguousVideoKey(
+            "; ".join(
+                f"{k!r} matches {len(v)} videos ({', '.join(v)}); use the file name" for k, v in ambiguous.items()
+            )
+        )
+    return {matched[k]: table[k] for k in matched}, unmatched
 
 
 def ok_videos(index: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

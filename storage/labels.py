@@ -8,6 +8,7 @@ truth in ActivityNet form (every class that has at least one segment in the vide
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,15 +29,27 @@ def read_labels_csv(path: str | os.PathLike) -> dict[str, list[str]]:
     path = Path(path)
     if not path.is_file():
         raise LabelsError(f"{path}: labels file not found")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[: e.start].count(b"\n") + 1
+        raise LabelsError(
+            f"{path}:{line}: not UTF-8 text (byte {e.object[e.start]:#04x}); save the file as UTF-8"
+        ) from e
     out: dict[str, list[str]] = {}
-    with open(path, newline="", encoding="utf-8-sig") as fh:
+    with io.StringIO(text, newline="") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
         if header is None:
             raise LabelsError(f"{path}: empty file; expected a header 'video,label'")
         cols = [h.strip().lower() for h in header]
         if "video" not in cols or "label" not in cols:
-            raise LabelsError(f"{path}: header must contain 'video' and 'label' columns, got {header}")
+            hint = ""
+            if len(header) == 1 and any(sep in header[0] for sep in ";\t|"):
+                hint = " (columns must be separated by commas, not ';', tabs or '|')"
+            elif len(header) == 2:
+                hint = " (the first line must be the header 'video,label')"
+            raise LabelsError(f"{path}: header must contain 'video' and 'label' columns, got {header}{hint}")
         iv, il = cols.index("video"), cols.index("label")
         for lineno, row in enumerate(reader, start=2):
             if not row or all(not c.strip() for c in row):

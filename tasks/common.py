@@ -11,7 +11,7 @@ Storage layout under ``--output-dir`` (the "storage root"; several machines may 
     evaluate/<eval_hash>/metrics.json
     report/<report_hash>/report.html
     done/<report_hash>.json       RunAll's completion marker (written only when every video succeeded)
-    report.html, summary.txt, results.json, csv/   copies of the latest run, for people
+    report.html, summary.txt, results.json, segments/<id>.csv   copies of the latest run, for people
     logs/run-<UTC>-<pid>.log      one log per luigi command
 
 Every hash is over exactly the settings and inputs that change that output, so Luigi's
@@ -22,16 +22,20 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import luigi
+import luigi.interface
 
 from core.hashing import file_digest, settings_hash
 from extractors.settings import ExtractSettings
 from pipeline.config import load_config_cached
+from pipeline.console import install_console
 from pipeline.demo import DemoSpec, plan_demo
+from pipeline.preflight import EXIT_PREFLIGHT, PreflightError, preflight_once
 from pipeline.runlog import start_run_log
 from pipeline.videos import discover_videos, skipped_files
 from storage.featstore import assign_video_ids
@@ -52,12 +56,38 @@ class PipelineTask(luigi.Task):
         description="thumos14 | activitynet12 | demo | a YAML path; default: demo without --video-dir, else thumos14",
     )
     overrides = luigi.Parameter(default="", description='e.g. "train.epochs=5 extract.crop=112"')
+    ignore_unmatched_labels = luigi.BoolParameter(
+        default=False, description="train without labelled videos that are not in --video-dir (default: an error)"
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # One log file per luigi command, opened as soon as the command builds its tasks, so
         # that even a run with nothing to do leaves a record.
         start_run_log(self.output_dir)
+        install_console(_luigi_console_level())
+        self._preflight()
+
+    def _preflight(self) -> None:
+        """Check every input before Luigi schedules anything (pipeline/preflight.py).
+
+        Runs when the first task of a command is built; a problem stops the command here with
+        one message naming every bad file and key, and exit code ``EXIT_PREFLIGHT``.
+        """
+        try:
+            preflight_once(
+                config_name=self.config_name,
+                overrides=self.overrides,
+                output_dir=self.output_dir,
+                video_dir=None if self.is_demo else self.video_dir,
+                labels=None if self.is_demo else self.labels,
+                ground_truth=None if self.is_demo else self.ground_truth,
+                subset=self.subset,
+                ignore_unmatched_labels=self.ignore_unmatched_labels,
+            )
+        except PreflightError as e:
+            logging.getLogger("hamnet.preflight").error("%s", e)
+            raise SystemExit(EXIT_PREFLIGHT) from e
 
     # ---- resolved inputs -------------------------------------------------------------------
     @property
@@ -126,6 +156,14 @@ class PipelineTask(luigi.Task):
         scheduling process, which breaks it in the forked workers (docs/pipeline.md, "GPUs").
         """
         return {} if str(device) == "cpu" else {"gpu": 1}
+
+
+def _luigi_console_level() -> int:
+    """The level from which Luigi's own messages reach the terminal: ``--log-level`` / [core] log_level."""
+    try:
+        return int(getattr(logging, str(luigi.interface.core().log_level).upper()))
+    except (AttributeError, ValueError, TypeError):
+        return logging.WARNING
 
 
 # Luigi calls videos() and extract_settings on every task of the graph, many times each; the

@@ -68,6 +68,7 @@ class FeatureIndex(PipelineTask):
                         "num_snippets",
                         "duration",
                         "seconds_per_snippet",
+                        "warnings",
                     )
                 }
             )
@@ -335,6 +336,8 @@ class RunAll(PipelineTask):
 
     def requires(self):
         deps = {"report": self.clone(Report), "index": self.clone(FeatureIndex), "localize": self.clone(Localize)}
+        if self.ground_truth_path is not None:  # issue 10: the mAP goes into the final block
+            deps["evaluate"] = self.clone(Evaluate)
         if self.export:  # issue 15: optional export; imported here because tasks.export imports this module
             from tasks.export import ExportFeatures
 
@@ -349,23 +352,34 @@ class RunAll(PipelineTask):
         return luigi.LocalTarget(str(self.root / "done" / f"{self.requires()['report'].report_hash()}.json"))
 
     def run(self):
+        from pipeline.finish import final_block, publish_segments
         from pipeline.report import publish_index
         from pipeline.runlog import format_summary
 
-        start_run_log(self.output_dir)
+        log_path = start_run_log(self.output_dir)
         index = read_json(self.input()["index"].path)
         results = read_json(self.input()["localize"].path)
         outcomes = outcomes_from(index, results)
         loc_dir = Path(self.input()["localize"].path).parent
-        text = format_summary(outcomes, [tuple(s) for s in index.get("skipped", [])])
-        text += (
-            f"\nreport: {self.root / 'report.html'}\nsegment CSVs: {loc_dir / 'csv'}\n"
-            f"results: {self.root / 'results.json'}\n"
+        skipped = [tuple(s) for s in index.get("skipped", [])]
+        metrics = read_json(self.input()["evaluate"].path) if "evaluate" in self.input() else None
+        num_csv = publish_segments(loc_dir / "csv", self.root / "segments")
+        block = final_block(
+            root=self.root,
+            outcomes=outcomes,
+            skipped=skipped,
+            metrics=metrics,
+            num_csv=num_csv,
+            log_path=log_path,
+            random_backbone=bool(index.get("random_backbone")),
+            video_warnings=[w for v in index["videos"] for w in (v.get("warnings") or [])],
         )
+        text = block + "\n" + format_summary(outcomes, skipped)
+        text += f"\nlocalizations (hash-named, exact for reruns): {loc_dir}\n"
         write_text_atomic(self.root / "summary.txt", text)
         publish_index(self.input()["report"].path, self.root / "report.html")
         copy_file_atomic(self.input()["localize"].path, self.root / "results.json")
-        log.info("run summary (%s):\n%s", self.root / "summary.txt", text)
+        log.info("\n%s", block.rstrip("\n"))
         failed = [o for o in outcomes if o.status != "ok"]
         if failed:
             raise VideosFailed(

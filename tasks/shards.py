@@ -29,7 +29,8 @@ from pipeline.shards import (
 from tasks.common import PipelineTask
 from tasks.videos import MakeDemo, _join_cv2_threads
 
-log = logging.getLogger("hamnet.tasks")
+# Per-video progress: in the run log; the terminal shows only its warnings (pipeline/console.py).
+log = logging.getLogger("hamnet.tasks.videos")
 
 
 class shards(luigi.Config):  # noqa: N801 -- Luigi names the config section after the class
@@ -184,6 +185,8 @@ class FeatureShard(_ShardTask):
                 "num_snippets": f.num_snippets,
                 "duration": float(f.attrs["duration"]),
                 "seconds_per_snippet": f.seconds_per_snippet,
+                # damaged-stream warnings of decoding: into the record, the index and the summary
+                "warnings": list((f.settings.get("decode") or {}).get("warnings") or []),
             }
 
         self._run_shard(work)

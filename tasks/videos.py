@@ -25,7 +25,8 @@ from pipeline.runlog import start_run_log
 from pipeline.videos import read_record, source_stat
 from tasks.common import DEMO_SPEC, PipelineTask
 
-log = logging.getLogger("hamnet.tasks")
+# Per-video progress: in the run log; the terminal shows only its warnings (pipeline/console.py).
+log = logging.getLogger("hamnet.tasks.videos")
 
 
 class MakeDemo(PipelineTask):
@@ -179,6 +180,8 @@ class VideoFeatures(_VideoTask):
                 "num_snippets": f.num_snippets,
                 "duration": float(f.attrs["duration"]),
                 "seconds_per_snippet": f.seconds_per_snippet,
+                # damaged-stream warnings of decoding (issue 10): into the record, index and summary
+                "warnings": list((f.settings.get("decode") or {}).get("warnings") or []),
             }
 
         self._run_guarded(work)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -164,3 +165,39 @@ def test_real_clips_decode_with_consistent_counts(shared_data, name):
     assert st.duration == pytest.approx(duration, abs=0.01)
     assert n == st.n_frames == math.ceil(st.duration * 25 - 1e-9)
     assert abs(num_snippets(n) - st.duration * 25 / 16) < 1
+
+
+def _faststart_copy(src: Path, dst: Path) -> Path:
+    """Remux ``src`` with the index (moov) first, as web-ready MP4s are."""
+    import av
+
+    with av.open(str(src)) as i, av.open(str(dst), "w", options={"movflags": "faststart"}) as o:
+        s = i.streams.video[0]
+        out = o.add_stream_from_template(s)
+        for p in i.demux(s):
+            if p.dts is None:
+                continue
+            p.stream = out
+            o.mux(p)
+    return dst
+
+
+def test_truncated_faststart_file_is_reported_with_the_time_lost(tmp_path, caplog):
+    """The index claims 150 frames / 6 s; the data stops halfway: a WARNING names it all."""
+    full = write_video(tmp_path / "src.mp4", moving_square_frames(150, 64, 48), 25)
+    fs = _faststart_copy(full, tmp_path / "fs.mp4")
+    data = fs.read_bytes()
+    cut = tmp_path / "truncated_faststart.mp4"
+    cut.write_bytes(data[: len(data) // 2 + 2000])
+    with caplog.at_level("WARNING", logger="extractors.decode"):
+        frames, st = decode_video(cut)
+    assert 50 < len(frames) < 100 and st.n_source_frames < 150
+    (msg,) = [w for w in st.warnings if "claims" in w]
+    assert msg.startswith(f"{cut}: decoded {st.n_source_frames} of the 150 frames the container claims; lost ")
+    lost = msg.split("lost ")[1].split(" s")[0]
+    start, end = (float(x) for x in lost.split("-"))
+    assert start == pytest.approx(st.duration, abs=0.01) and end == pytest.approx(6.0, abs=0.05)
+    assert msg in caplog.text
+    # The intact file: no such warning.
+    _, st_full = decode_video(fs)
+    assert st_full.warnings == []

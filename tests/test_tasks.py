@@ -16,9 +16,11 @@ from collections import Counter
 from pathlib import Path
 
 import luigi
+import pytest
 
 import tasks
 from pipeline.demo import DemoSpec, synthesize_demo
+from pipeline.preflight import EXIT_PREFLIGHT
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -86,7 +88,16 @@ def test_rerun_rules_and_inference_only(tmp_path):
     shutil.move(extra, aside)
     out = tmp_path / "out"
 
-    ran, res = build(tasks.RunAll(**params(data, out)))
+    # A labelled video that is not in the directory stops the run before any work (preflight)...
+    with pytest.raises(SystemExit) as stop:
+        tasks.RunAll(**params(data, out))
+    assert stop.value.code == EXIT_PREFLIGHT and not (out / "flow").exists()
+
+    # ...unless the user says to train without it.
+    def lenient(overrides: str = "") -> dict:
+        return {**params(data, out, overrides), "ignore_unmatched_labels": True}
+
+    ran, res = build(tasks.RunAll(**lenient()))
     assert res.status == luigi.LuigiStatusCode.SUCCESS, res.summary_text
     assert ran == Counter(
         {
@@ -105,19 +116,19 @@ def test_rerun_rules_and_inference_only(tmp_path):
     assert len(flow_files) == 3
 
     # 1. nothing changed: nothing runs
-    ran, res = build(tasks.RunAll(**params(data, out)))
+    ran, res = build(tasks.RunAll(**lenient()))
     assert ran == Counter() and res.status == luigi.LuigiStatusCode.SUCCESS
 
     # 2. a training setting: training and what follows, not extraction
-    ran, _ = build(tasks.RunAll(**params(data, out, "train.epochs=3")))
+    ran, _ = build(tasks.RunAll(**lenient("train.epochs=3")))
     assert ran == Counter({"Train": 1, "Localize": 1, "Evaluate": 1, "Report": 1, "RunAll": 1})
 
     # 3. a localization setting: localization and what follows, not training
-    ran, _ = build(tasks.RunAll(**params(data, out, "localize.class_threshold=0.3")))
+    ran, _ = build(tasks.RunAll(**lenient("localize.class_threshold=0.3")))
     assert ran == Counter({"Localize": 1, "Evaluate": 1, "Report": 1, "RunAll": 1})
 
     # 4. another backbone (seed of the random backbone): features and after, not flow
-    ran, _ = build(tasks.RunAll(**params(data, out, "extract.random_seed=1")))
+    ran, _ = build(tasks.RunAll(**lenient("extract.random_seed=1")))
     assert ran == Counter(
         {"FeatureShard": 3, "FeatureIndex": 1, "Train": 1, "Localize": 1, "Evaluate": 1, "Report": 1, "RunAll": 1}
     )
@@ -125,7 +136,7 @@ def test_rerun_rules_and_inference_only(tmp_path):
 
     # 5. a new video: it alone is extracted; the dataset changed, so training etc. rerun
     shutil.move(aside, extra)
-    ran, _ = build(tasks.RunAll(**params(data, out)))
+    ran, _ = build(tasks.RunAll(**lenient()))
     assert ran == Counter(
         {
             "FlowShard": 1,
@@ -144,12 +155,12 @@ def test_rerun_rules_and_inference_only(tmp_path):
 
     # 6. a replaced video file (same name, new content) is extracted again
     os.utime(extra, ns=(extra.stat().st_atime_ns, extra.stat().st_mtime_ns + 10**9))
-    ran, _ = build(tasks.RunAll(**params(data, out)))
+    ran, _ = build(tasks.RunAll(**lenient()))
     assert ran_videos("FlowShard") == ran_videos("FeatureShard") == ["demo_002"] and ran["Train"] == 1
 
     # Inference only: a trained checkpoint and an unlabelled directory -> CSVs, no training.
     ckpts = sorted((out / "train").glob("*/hamnet.pt"), key=lambda p: p.stat().st_mtime)
-    p = params(data, out)
+    p = lenient()
     del p["labels"], p["ground_truth"]
     ran, res = build(tasks.Localize(checkpoint=str(ckpts[-1]), **p))
     assert res.status == luigi.LuigiStatusCode.SUCCESS

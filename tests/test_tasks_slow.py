@@ -287,6 +287,8 @@ def test_two_workers_share_a_scheduler_and_extract_each_video_once(tmp_path):
             "2",
             "--shards-min-shards",
             "1",
+            "--log-level",  # Luigi's own summary (parsed below) is off the terminal by default
+            "INFO",
         )
         workers = [
             subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -312,10 +314,13 @@ def test_two_workers_share_a_scheduler_and_extract_each_video_once(tmp_path):
             "2",
             "--shards-min-shards",
             "1",
+            "--log-level",
+            "INFO",
         ),
         tmp_path,
     )
-    assert check.returncode == 0 and "ran successfully" not in check.stderr, check.stderr[-3000:]
+    assert check.returncode == 0 and "Luigi Execution Summary" in check.stderr, check.stderr[-3000:]
+    assert "ran successfully" not in check.stderr, check.stderr[-3000:]
 
     # each video's flow and features were computed exactly once, across both workers' logs
     logs = [p.read_text() for p in (shared / "logs").glob("run-*.log")]

@@ -225,8 +225,13 @@ def write_video_file(path: str | os.PathLike, frames: np.ndarray, fps: float) ->
             stream = container.add_stream("libx264", rate=int(round(fps)))
             stream.width, stream.height = frames.shape[2], frames.shape[1]
             stream.pix_fmt = "yuv420p"
-            # Near-lossless and single-threaded so the output bytes are reproducible.
-            stream.options = {"crf": "12", "preset": "veryfast", "threads": "1"}
+            # Lossless (qp 0), so decoding gives back exactly the rendered frames (in yuv420p)
+            # whatever choices the encoder makes. Near-lossless crf 12 was not reproducible:
+            # encoding the 36 videos twice in one process gave different decoded frames for up
+            # to 8 of them, even with x264 held to one thread, so the demo's mAP moved by up
+            # to 12 points between identical runs.
+            stream.codec_context.thread_count = 1
+            stream.options = {"qp": "0", "preset": "veryfast", "threads": "1"}
             for f in frames:
                 for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
                     container.mux(packet)

@@ -18,7 +18,9 @@ from core.strict import strict_kwargs
 class ReportConfig:
     """What the report shows. See docs/pipeline.md ("The report") for each key."""
 
-    min_score: float = 0.1  # predictions scoring below this are not drawn (they stay in the results)
+    min_score: float = (
+        0.1  # other than each class's best, predictions scoring below this are not drawn (they stay in the results)
+    )
     nms_tiou: float = 0.3  # display-only NMS within a class: drop a prediction overlapping a better one this much
     top_per_class: int = 50  # at most this many predictions drawn per class and video
     include_train: bool = False  # also draw the training videos (they have no ground truth)
@@ -50,7 +52,7 @@ class ReportConfig:
     def rule_text(self) -> str:
         """The display rule in words, printed on every page that draws predictions."""
         return (
-            f"Predictions drawn: per class, those scoring at least {self.min_score:g}, after a display-only "
+            f"Predictions drawn: per class, the best one and the others scoring at least {self.min_score:g}, after a display-only "
             f"NMS that drops any prediction overlapping a higher-scoring one of the same class by tIoU >= "
             f"{self.nms_tiou:g} (Soft-NMS keeps such decayed duplicates), at most {self.top_per_class} per "
             "class. The results files and the evaluation keep every proposal."

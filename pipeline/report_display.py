@@ -24,19 +24,24 @@ def segment_tiou(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 def display_predictions(segments: Sequence[Mapping[str, Any]], cfg: ReportConfig) -> list[dict[str, Any]]:
-    """The predictions to draw: per class, score >= min_score, greedy NMS at nms_tiou, top N.
+    """The predictions to draw: per class, the best one always, others with score >= min_score;
+    then greedy NMS at nms_tiou and the top N.
 
-    Returns copies sorted by class, then start time. Greedy NMS (best first, drop what overlaps
-    a kept one by tIoU >= nms_tiou) is the plain kind on purpose: it is for the eye only.
+    The best prediction of a class is kept even below ``min_score``: outer-inner contrast scores
+    can be small or negative for a correct segment, and a timeline showing nothing where the
+    evaluator found a hit misleads. Returns copies sorted by class, then start time. Greedy NMS
+    (best first, drop what overlaps a kept one by tIoU >= nms_tiou) is the plain kind on
+    purpose: it is for the eye only.
     """
     by_class: dict[str, list[Mapping[str, Any]]] = {}
     for p in segments:
-        if float(p["score"]) >= cfg.min_score:
-            by_class.setdefault(str(p["label"]), []).append(p)
+        by_class.setdefault(str(p["label"]), []).append(p)
     out: list[dict[str, Any]] = []
     for label in sorted(by_class):
+        ranked = sorted(by_class[label], key=lambda q: -float(q["score"]))
+        candidates = ranked[:1] + [p for p in ranked[1:] if float(p["score"]) >= cfg.min_score]
         kept: list[Mapping[str, Any]] = []
-        for p in sorted(by_class[label], key=lambda q: -float(q["score"])):
+        for p in candidates:
             if len(kept) >= cfg.top_per_class:
                 break
             if all(segment_tiou(p["segment"], k["segment"]) < cfg.nms_tiou for k in kept):

@@ -68,6 +68,11 @@ def test_display_rule_drops_decayed_duplicates_low_scores_and_caps_per_class():
     assert by["b"] == [(12.0, 0.4)]
     assert [s for s, _ in by["c"]] == [50.0, 53.0, 56.0, 59.0, 62.0]  # the 5 best, in time order
     assert len(preds) == 13  # the input (the results) is untouched
+    # A class whose best prediction scores under min_score still shows that one (and only it):
+    # a correct segment with a weak contrast score must not vanish from the figure.
+    weak = [_p(5.0, 9.0, "d", 0.04), _p(30.0, 33.0, "d", 0.02), _p(5.2, 9.1, "d", 0.03)]
+    shown = display_predictions(weak, ReportConfig(min_score=0.1, nms_tiou=0.3, top_per_class=5))
+    assert [(p["segment"][0], p["score"]) for p in shown] == [(5.0, 0.04)]
 
 
 def test_lanes_never_overlap_and_are_as_few_as_the_deepest_overlap():

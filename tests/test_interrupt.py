@@ -51,7 +51,8 @@ def test_signal_during_flow_ends_every_child_and_prints_one_line(tmp_path, sig):
     cmd = [
         sys.executable, "-m", "luigi", "--module", "tasks", "RunAll", "--local-scheduler",
         "--video-dir", str(videos), "--labels", str(labels), "--output-dir", str(out), "--config", "demo",
-        "--overrides", "extract.flow_workers=2 extract.resize_short=128 extract.crop=112",
+        # The OpenCV backend's process pool is what could be orphaned (the fused default uses threads).
+        "--overrides", "extract.flow_backend=opencv extract.flow_workers=2 extract.resize_short=128 extract.crop=112",
     ]  # fmt: skip
     proc = subprocess.Popen(
         cmd,

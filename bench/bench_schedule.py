@@ -50,7 +50,7 @@ def child(args: argparse.Namespace) -> None:
     import luigi
 
     import tasks
-    from tasks.videos import VideoFeatures
+    from tasks.shards import VideoFeatures
 
     class PerVideoIndex(tasks.FeatureIndex):
         """The graph before sharding: one VideoFeatures (and FlowCache) task per video."""

@@ -32,8 +32,8 @@ _add_shipped_config()
 from tasks.common import PipelineTask  # noqa: E402
 from tasks.dataset import Evaluate, FeatureIndex, Localize, Report, RunAll, Train, VideosFailed  # noqa: E402
 from tasks.export import ExportFeatures  # noqa: E402
-from tasks.shards import FeatureShard, FlowShard, shards  # noqa: E402
-from tasks.videos import FlowCache, MakeDemo, VideoFeatures  # noqa: E402
+from tasks.shards import FeatureShard, FlowCache, FlowShard, VideoFeatures, shards  # noqa: E402
+from tasks.videos import MakeDemo  # noqa: E402
 
 __all__ = [
     "PipelineTask",

@@ -1,10 +1,9 @@
 """Sharded per-video tasks: flow and features of K videos per task (pipeline/shards.py).
 
 ``FeatureIndex`` requires one ``FeatureShard`` per shard, each of which requires the
-``FlowShard`` of the same videos. Every video keeps its own outcome record, written exactly as
-``FlowCache`` / ``VideoFeatures`` write it (those per-video tasks stay for running one video by
-hand), so a shard is complete when all its videos' records are fresh and reruns only stale
-videos. The shard size comes from the ``[shards]`` section of the Luigi config
+``FlowShard`` of the same videos. Every video keeps its own outcome record (pipeline/shards.py),
+so a shard is complete when all its videos' records are fresh and reruns only stale videos.
+``FlowCache`` / ``VideoFeatures`` at the end are the same tasks for one named video, run by hand. The shard size comes from the ``[shards]`` section of the Luigi config
 (configs/luigi.cfg); every worker sharing a scheduler must use the same values.
 """
 
@@ -139,6 +138,7 @@ class FeatureShard(_ShardTask):
     """Features of the shard's videos (I3D RGB + flow, or an RGB-only backbone): ``features/<feature_key>/<id>.h5`` + ``<id>.json``."""
 
     stage = "features"
+    flow_task: type[_ShardTask] = FlowShard
 
     @property
     def resources(self):
@@ -147,7 +147,7 @@ class FeatureShard(_ShardTask):
     def requires(self):
         if not self.extract_settings.needs_flow:  # RGB-only backbone: no flow stage at all
             return [self.clone(MakeDemo)] if self.is_demo else []
-        return self.clone(FlowShard)
+        return self.clone(self.flow_task)
 
     def data_dir(self) -> Path:
         return self.root / "features" / self.extract_settings.feature_key()
@@ -158,7 +158,7 @@ class FeatureShard(_ShardTask):
         from storage.featstore import read_features
 
         settings = self.extract_settings
-        flow_dir = self.clone(FlowShard).data_dir() if settings.needs_flow else None
+        flow_dir = self.clone(self.flow_task).data_dir() if settings.needs_flow else None
 
         def work(job: VideoJob) -> dict[str, Any]:
             flow_cache = None
@@ -190,3 +190,32 @@ class FeatureShard(_ShardTask):
             }
 
         self._run_shard(work)
+
+
+# ---- one video by hand ----------------------------------------------------------------------
+# The same work as the shards, for one named video (``luigi --module tasks VideoFeatures
+# --video-name a.mp4 --video-id a``); the records they write are the shards' own.
+
+
+class _OneVideo(_ShardTask):
+    video_name = luigi.Parameter(description="file name inside the video directory")
+    video_id = luigi.Parameter(description="safe id (storage.featstore.assign_video_ids)")
+    shard = luigi.IntParameter(default=0, description="unused: one video")
+    shard_size = luigi.IntParameter(default=1, description="unused: one video")
+
+    def jobs(self) -> list[VideoJob]:
+        d = self.data_dir()
+        return [VideoJob(self.video_name, self.video_id, self.videos_path / self.video_name, d / f"{self.video_id}.h5")]
+
+    def _label(self) -> str:
+        return f"video {self.video_id}"
+
+
+class FlowCache(_OneVideo, FlowShard):
+    """Quantised TV-L1 flow of one video: ``flow/<flow_key>/<id>.h5`` + ``<id>.json``."""
+
+
+class VideoFeatures(_OneVideo, FeatureShard):
+    """Features of one video: ``features/<feature_key>/<id>.h5`` + ``<id>.json``."""
+
+    flow_task = FlowCache

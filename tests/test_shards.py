@@ -228,3 +228,30 @@ def test_shards_follow_the_configured_size(tmp_path, shard_config):
         ["demo_003", "empty"],
     ]
     assert [j.video_id for j in shards[1].requires().jobs()] == ["demo_003", "empty"]
+
+
+def test_one_video_tasks_write_the_records_a_shard_would(tmp_path, shard_config):
+    """FlowCache / VideoFeatures (one named video, run by hand) are single-video shards."""
+    shard_config(videos_per_shard=10, min_shards=1)
+    data = tiny_dataset(tmp_path)
+    (data["videos"] / "empty.mp4").write_bytes(b"")
+    p = params(data, tmp_path / "one")
+    ran, res = build(tasks.VideoFeatures(video_name="demo_001.mp4", video_id="demo_001", **p))
+    assert res.status == luigi.LuigiStatusCode.SUCCESS, res.summary_text
+    assert ran == {"FlowCache": 1, "VideoFeatures": 1}
+    ran, _ = build(tasks.VideoFeatures(video_name="empty.mp4", video_id="empty", **p))
+    assert ran == {"FlowCache": 1, "VideoFeatures": 1}
+    one = tasks.VideoFeatures(video_name="demo_001.mp4", video_id="demo_001", **p).data_dir()
+
+    # The same two videos through the shard path, in another output folder.
+    q = params(data, tmp_path / "shard")
+    build(tasks.FeatureIndex(**q))
+    shard_dir = tasks.FeatureShard(shard=0, shard_size=10, **q).data_dir()
+    volatile = {"host", "pid", "started", "finished"}
+    for vid in ("demo_001", "empty"):
+        a, b = read_record(one / f"{vid}.json"), read_record(shard_dir / f"{vid}.json")
+        assert {k: v for k, v in a.items() if k not in volatile} == {k: v for k, v in b.items() if k not in volatile}
+    assert read_record(one / "empty.json")["failed_stage"] == "flow"
+    # Complete by the same freshness rule: nothing reruns.
+    ran, _ = build(tasks.VideoFeatures(video_name="demo_001.mp4", video_id="demo_001", **p))
+    assert ran == {}

@@ -52,8 +52,9 @@ class FeatureIndex(PipelineTask):
         start_run_log(self.output_dir)
         remove_stale_partials(self.output().path)
         videos = []
+        feature_dir = self.feature_dir()
         for vid in sorted(self.videos().values()):
-            path = self.feature_dir() / f"{vid}.json"
+            path = feature_dir / f"{vid}.json"
             rec = read_record(path)
             if rec is None:
                 raise RuntimeError(f"{path}: outcome record missing or unreadable")
